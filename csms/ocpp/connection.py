@@ -1,0 +1,198 @@
+"""One connected charge point: its reader loop, its outgoing CALL slot, and its keep-alive pings.
+
+The gateway creates a :class:`StationConnection` per accepted socket and runs :meth:`run` in the
+connection's own task. Incoming CALLs are handled in order, in the reader task: OCPP-J allows a
+charger one outstanding CALL, so there is nothing to run concurrently, and not reading while a
+handler works is the backpressure. A bad frame is answered with a CALLERROR and never ends the
+connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from csms.ocpp import codec
+from csms.ocpp.handlers.context import CallContext, Deps, Handler
+from csms.ocpp.websocket import ConnectionClosed, WebSocket
+from csms.services.clock import utcnow
+from csms.services.commands import ChargerOffline, ChargerRejected, ChargerTimeout
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from csms.services.journal import Journal
+
+log = logging.getLogger(__name__)
+
+# Answers remembered per connection, so that a CALL resent with the same unique id (the charger
+# missed our answer) gets the same answer instead of being executed twice.
+_REMEMBERED_ANSWERS = 32
+
+
+@dataclass(eq=False)
+class _Pending:
+    unique_id: str
+    action: str
+    done: trio.Event = field(default_factory=trio.Event)
+    answer: codec.CallResult | codec.CallError | None = None
+    closed: bool = False
+
+
+class StationConnection:
+    """The live session of one charge point on this node."""
+
+    def __init__(self, station_id: str, ws: WebSocket, deps: Deps, routes: Mapping[str, Handler],
+                 journal: Journal, *, ping_interval_s: float, call_timeout_s: float) -> None:
+        self.station_id = station_id
+        self.ws = ws
+        self._deps = deps
+        self._routes = routes
+        self._journal = journal
+        self._ping_interval_s = ping_interval_s
+        self._call_timeout_s = call_timeout_s
+        self._call_lock = trio.Lock()  # at most one CS→CP CALL in flight (OCPP-J)
+        self._pending: _Pending | None = None
+        self._answers: OrderedDict[str, str] = OrderedDict()
+        self.cancel_scope = trio.CancelScope()
+        self.close_code = 1000
+        self.close_reason = ""
+
+    async def run(self) -> None:
+        """Read and answer until the socket closes or :meth:`stop` is called; then close the socket."""
+        try:
+            with self.cancel_scope:
+                async with trio.open_nursery() as nursery:
+                    if self._ping_interval_s > 0:
+                        nursery.start_soon(self._keepalive)
+                    try:
+                        await self._read_loop()
+                    except ConnectionClosed as closed:
+                        log.info("%s disconnected (%s)", self.station_id, closed.code)
+                    finally:
+                        nursery.cancel_scope.cancel()
+        finally:
+            if self._pending is not None:
+                self._pending.closed = True
+                self._pending.done.set()
+            with trio.CancelScope(shield=True):
+                await self.ws.close(self.close_code, self.close_reason)
+
+    def stop(self, code: int, reason: str) -> None:
+        """Ask the connection to end and close its socket with ``code``."""
+        self.close_code, self.close_reason = code, reason
+        self.cancel_scope.cancel()
+
+    async def _keepalive(self) -> None:
+        while True:
+            await trio.sleep(self._ping_interval_s)
+            try:
+                answered = await self.ws.ping(timeout_s=self._ping_interval_s)
+            except ConnectionClosed:
+                return  # the reader sees the close too and ends the connection
+            if not answered:
+                log.info("%s did not answer a ping; closing", self.station_id)
+                self.stop(1011, "ping timeout")
+                return
+
+    async def _read_loop(self) -> None:
+        while True:
+            text = await self.ws.receive_text()
+            try:
+                frame = codec.parse_frame(text)
+            except codec.OcppError as err:
+                self._journal.record(self.station_id, "in", None, None, err.unique_id, text)
+                await self._send_error(err)
+                continue
+            if isinstance(frame, codec.Call):
+                self._journal.record(self.station_id, "in", 2, frame.action, frame.unique_id, text)
+                await self._answer(frame)
+            else:
+                kind = 3 if isinstance(frame, codec.CallResult) else 4
+                self._journal.record(self.station_id, "in", kind, None, frame.unique_id, text)
+                self._deliver(frame)
+
+    async def _answer(self, call: codec.Call) -> None:
+        remembered = self._answers.get(call.unique_id)
+        if remembered is not None:
+            await self._send(remembered, 3, call.action, call.unique_id)
+            return
+        try:
+            codec.validate_request(call.action, call.payload, unique_id=call.unique_id)
+            handler = self._routes.get(call.action)
+            if handler is None:
+                raise codec.OcppError(codec.CallErrorCode.NotImplemented, f"{call.action} is not handled",
+                                      unique_id=call.unique_id)
+            ctx = CallContext(self.station_id, utcnow(), self._deps)
+            result = await handler(ctx, call.payload)
+        except codec.OcppError as err:
+            await self._send_error(err, call.action)
+            return
+        except Exception:
+            # Never a traceback or payload to the charger; it retries transaction messages itself.
+            log.exception("%s: %s handler failed", self.station_id, call.action)
+            await self._send_error(codec.OcppError(codec.CallErrorCode.InternalError,
+                                                   "internal error; please retry", unique_id=call.unique_id),
+                                   call.action)
+            return
+        text = codec.encode_result(call.unique_id, result)
+        self._answers[call.unique_id] = text
+        if len(self._answers) > _REMEMBERED_ANSWERS:
+            self._answers.popitem(last=False)
+        await self._send(text, 3, call.action, call.unique_id)
+
+    async def _send_error(self, err: codec.OcppError, action: str | None = None) -> None:
+        text = codec.encode_error(err.unique_id, err.code, err.description, err.details)
+        await self._send(text, 4, action, err.unique_id)
+
+    async def _send(self, text: str, kind: int, action: str | None, unique_id: str) -> None:
+        self._journal.record(self.station_id, "out", kind, action, unique_id, text)
+        await self.ws.send_text(text)
+
+    def _deliver(self, frame: codec.CallResult | codec.CallError) -> None:
+        pending = self._pending
+        if pending is None or pending.unique_id != frame.unique_id:
+            log.warning("%s: answer to unknown or expired call %s ignored", self.station_id, frame.unique_id)
+            return
+        pending.answer = frame
+        pending.done.set()
+
+    async def call(self, action: str, payload: dict[str, Any], timeout_s: float | None = None) -> dict[str, Any]:
+        """Send a CS→CP CALL and wait for the charger's answer.
+
+        Raises:
+            ChargerTimeout: no answer in time (the slot is freed; a late answer is ignored).
+            ChargerRejected: a CALLERROR, or a result that breaks the action's schema.
+            ChargerOffline: the connection closed while waiting.
+        """
+        timeout = self._call_timeout_s if timeout_s is None else timeout_s
+        with trio.move_on_after(timeout) as scope:
+            async with self._call_lock:
+                pending = _Pending(str(uuid.uuid4()), action)
+                self._pending = pending
+                try:
+                    try:
+                        await self._send(codec.encode_call(pending.unique_id, action, payload), 2, action,
+                                         pending.unique_id)
+                    except ConnectionClosed:
+                        raise ChargerOffline(self.station_id) from None
+                    await pending.done.wait()
+                finally:
+                    self._pending = None
+        if scope.cancelled_caught:
+            raise ChargerTimeout(f"{self.station_id} did not answer {action} within {timeout:g} s")
+        if pending.closed or pending.answer is None:
+            raise ChargerOffline(self.station_id)
+        answer = pending.answer
+        if isinstance(answer, codec.CallError):
+            raise ChargerRejected(answer.code, answer.description)
+        try:
+            codec.validate_response(action, answer.payload, unique_id=answer.unique_id)
+        except codec.OcppError as err:
+            raise ChargerRejected(str(err.code), f"invalid {action} answer: {err.description}") from None
+        return answer.payload

@@ -1,0 +1,414 @@
+"""WebSocket server connections: the ``websockets`` sans-I/O ``ServerProtocol`` driven by a Trio stream.
+
+The protocol object does all the RFC 6455 work (handshake validation, framing, masking, answering pings, the
+close handshake); this module only moves bytes between it and the stream. Measured against trio-websocket
+this costs half the CPU per message (see DESIGN.md, "OCPP transport").
+
+Rules the adapter keeps:
+
+- Everything the protocol queues is written by one helper, :meth:`WebSocket._flush`, under the send lock, so
+  frames never interleave and a reader that must answer a ping waits behind a pending send. That wait is
+  the backpressure: a connection whose peer does not read stops being read.
+- Stream failures (``BrokenResourceError``, ``ClosedResourceError``, EOF) become :class:`ConnectionClosed`.
+  An exception escaping a handler under ``trio.serve_tcp`` would take down the whole listener.
+- No extensions are negotiated: per-message compression costs more CPU than OCPP's small frames save.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final
+
+import trio
+from websockets.frames import Frame, Opcode
+from websockets.headers import parse_subprotocol
+from websockets.http11 import Request
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+from websockets.typing import BytesLike, Subprotocol
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterable
+
+    from websockets.datastructures import Headers
+    from websockets.protocol import Event
+
+__all__ = [
+    "GOING_AWAY",
+    "INTERNAL_ERROR",
+    "MESSAGE_TOO_BIG",
+    "NORMAL_CLOSURE",
+    "POLICY_VIOLATION",
+    "PROTOCOL_ERROR",
+    "Accept",
+    "ConnectionClosed",
+    "HandshakeRequest",
+    "Reject",
+    "WebSocket",
+    "accept_websocket",
+]
+
+# Close codes (RFC 6455 §7.4.1) the gateway uses.
+NORMAL_CLOSURE: Final = 1000
+GOING_AWAY: Final = 1001  # server shutdown
+PROTOCOL_ERROR: Final = 1002
+UNSUPPORTED_DATA: Final = 1003  # a binary frame: OCPP-J is text only
+ABNORMAL_CLOSURE: Final = 1006  # never sent: the connection ended without a close frame
+INVALID_DATA: Final = 1007  # a text frame that is not UTF-8
+POLICY_VIOLATION: Final = 1008
+MESSAGE_TOO_BIG: Final = 1009
+INTERNAL_ERROR: Final = 1011
+
+_RECEIVE_BYTES: Final = 65536
+
+
+class ConnectionClosed(Exception):
+    """The WebSocket connection is over; raised by every operation after that.
+
+    Attributes:
+        code: the peer's close code if it sent a close frame, else the one we sent (e.g. 1009 for a message
+            that was too big), else 1006 (the stream broke or ended without a close frame).
+        reason: the matching close reason, or a short description of the stream failure.
+    """
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(f"WebSocket closed ({code}{': ' + reason if reason else ''})")
+        self.code = code
+        self.reason = reason
+
+
+@dataclass
+class HandshakeRequest:
+    """What :func:`accept_websocket`'s ``decide`` callback sees of an upgrade request.
+
+    Attributes:
+        path: the request target, query included, still percent-encoded (``/ocpp/CP%201``).
+        headers: the request headers; ``Authorization`` carries HTTP Basic credentials.
+        subprotocols: offered ``Sec-WebSocket-Protocol`` values, in the client's order of preference.
+    """
+
+    path: str
+    headers: Headers
+    subprotocols: list[str]
+
+
+@dataclass
+class Accept:
+    """Complete the handshake.
+
+    Attributes:
+        subprotocol: one of the offered subprotocols, or ``None`` to answer without the header (OCPP-J 1.6
+            Part 4: when no offered version is supported; the caller then closes). A value the client did
+            not offer is treated as ``None``, since the client would reject it.
+    """
+
+    subprotocol: str | None
+
+
+@dataclass
+class Reject:
+    """Refuse the upgrade with a plain HTTP response, e.g. 404, 400, or 401 with ``WWW-Authenticate``."""
+
+    status: int
+    body: str
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+async def accept_websocket(
+    stream: trio.abc.Stream,
+    decide: Callable[[HandshakeRequest], Awaitable[Accept | Reject]],
+    *,
+    max_frame_bytes: int = 65536,
+    handshake_timeout_s: float = 10,
+    close_timeout_s: float = 5,
+) -> WebSocket | None:
+    """Run the opening handshake on a freshly accepted stream.
+
+    Args:
+        stream: the connection; it belongs to the returned WebSocket, or is closed when None is returned.
+        decide: looks at the request (path, credentials, subprotocols) and accepts or rejects it. It runs
+            only for well-formed upgrade requests, and counts against ``handshake_timeout_s``.
+        max_frame_bytes: largest message accepted, fragments included; a bigger one closes with 1009.
+        handshake_timeout_s: bound on the whole handshake, so that silent clients cannot pile up.
+        close_timeout_s: bound on :meth:`WebSocket.close`.
+
+    Returns:
+        The open WebSocket, or None when the handshake failed or was rejected. The peer then got a 4xx
+        response where HTTP allowed one, and the stream is closed.
+
+    Raises:
+        Exception: whatever ``decide`` raises; the stream is closed first.
+    """
+    # extensions=None: no permessage-deflate. The default select_subprotocol with no available
+    # subprotocols picks none, so the handshake never fails on them; the header is set from `decide`.
+    protocol = ServerProtocol(max_size=max_frame_bytes)
+    ws: WebSocket | None = None
+    try:
+        with trio.move_on_after(handshake_timeout_s):
+            ws = await _handshake(stream, protocol, decide, close_timeout_s)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        ws = None
+    finally:
+        if ws is None:
+            await trio.aclose_forcefully(stream)
+    return ws
+
+
+async def _handshake(
+    stream: trio.abc.Stream,
+    protocol: ServerProtocol,
+    decide: Callable[[HandshakeRequest], Awaitable[Accept | Reject]],
+    close_timeout_s: float,
+) -> WebSocket | None:
+    """Read the request, answer it, and return the WebSocket if it was accepted (see accept_websocket)."""
+    while True:
+        data = await stream.receive_some(_RECEIVE_BYTES)
+        if not data:
+            return None
+        protocol.receive_data(data)
+        events = protocol.events_received()
+        if events:
+            break
+        if protocol.handshake_exc is not None:
+            # Not HTTP at all (the protocol just gives up), or a line too long (it queued a 414/431).
+            await stream.send_all(b"".join(protocol.data_to_send()) or _bad_request(protocol))
+            return None
+    request = events[0]
+    assert isinstance(request, Request)
+    response = protocol.accept(request)
+    if response.status_code == 101:
+        headers = request.headers.get_all("Sec-WebSocket-Protocol")
+        offered = [str(name) for value in headers for name in parse_subprotocol(value)]
+        decision = await decide(HandshakeRequest(request.path, request.headers, offered))
+        if isinstance(decision, Reject):
+            response = protocol.reject(decision.status, decision.body)
+            for name, value in decision.headers:
+                response.headers[name] = value
+        elif decision.subprotocol is not None and decision.subprotocol in offered:
+            response.headers["Sec-WebSocket-Protocol"] = decision.subprotocol
+            protocol.subprotocol = Subprotocol(decision.subprotocol)
+    protocol.send_response(response)
+    await stream.send_all(b"".join(protocol.data_to_send()))
+    if response.status_code != 101:
+        return None
+    # Frames a client sent right behind its request were parsed along with it.
+    return WebSocket(stream, protocol, events[1:], close_timeout_s=close_timeout_s)
+
+
+def _bad_request(protocol: ServerProtocol) -> bytes:
+    """Serialise a 400 for a request the protocol could not parse (it sends nothing itself)."""
+    return protocol.reject(400, "Failed to open a WebSocket connection: invalid HTTP request.\n").serialize()
+
+
+class WebSocket:
+    """One open server-side WebSocket connection carrying text messages.
+
+    Reading is driven by whoever calls :meth:`receive_text` (the gateway's reader task); pongs for
+    :meth:`ping` and the peer's half of :meth:`close` arrive through it. When no task is reading,
+    :meth:`close` reads by itself.
+
+    Args:
+        stream: the upgraded connection; owned by this object from now on.
+        protocol: the ServerProtocol that completed the handshake.
+        events: frames already parsed with the handshake request.
+        close_timeout_s: bound on :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        protocol: ServerProtocol,
+        events: Iterable[Event] = (),
+        *,
+        close_timeout_s: float = 5,
+    ) -> None:
+        self._stream = stream
+        self._protocol = protocol
+        self._close_timeout_s = close_timeout_s
+        self.subprotocol: str | None = protocol.subprotocol
+        self._send_lock = trio.Lock()
+        self._messages: deque[str] = deque()
+        self._fragments: list[BytesLike] | None = None  # parts of a fragmented text message
+        self._pings: dict[bytes, trio.Event] = {}
+        self._ping_ids = itertools.count()
+        self._reading = False
+        self._read_done = trio.Event()  # set and replaced after every read, for tasks waiting on a reader
+        self._closed: ConnectionClosed | None = None
+        self._close_started = False
+        self._handle_frames(events)
+
+    async def receive_text(self) -> str:
+        """Return the next text message, answering pings and close frames on the way.
+
+        Returns:
+            The message, decoded from UTF-8.
+
+        Raises:
+            ConnectionClosed: the peer closed, the stream broke or ended, or the connection failed (a
+                binary frame closes with 1003, an oversized message with 1009, invalid UTF-8 with 1007).
+        """
+        while not self._messages:
+            if self._closed is not None:
+                raise self._closed
+            await self._pump()
+        return self._messages.popleft()
+
+    async def send_text(self, text: str) -> None:
+        """Send one text message; returns once it is handed to the stream.
+
+        Raises:
+            ConnectionClosed: the connection is closing or closed.
+        """
+        if self._protocol.state is not State.OPEN:
+            raise self._closed or self._closed_exception()
+        self._protocol.send_text(text.encode())
+        await self._flush()
+
+    async def ping(self, timeout_s: float) -> bool:
+        """Send a ping and wait for its pong; needs a task reading with :meth:`receive_text`.
+
+        Args:
+            timeout_s: how long to wait for the pong.
+
+        Returns:
+            True when the pong came back in time, False on timeout or if the connection ended meanwhile.
+
+        Raises:
+            ConnectionClosed: the connection was already closing or closed.
+        """
+        if self._protocol.state is not State.OPEN:
+            raise self._closed or self._closed_exception()
+        payload = next(self._ping_ids).to_bytes(8, "big")
+        event = self._pings[payload] = trio.Event()
+        try:
+            self._protocol.send_ping(payload)
+            await self._flush()
+            with trio.move_on_after(timeout_s):
+                await event.wait()
+            # The reader removes a ping when its pong arrives; _finish only wakes the waiters.
+            return payload not in self._pings
+        finally:
+            self._pings.pop(payload, None)
+
+    async def close(self, code: int = NORMAL_CLOSURE, reason: str = "") -> None:
+        """Run the closing handshake, then close the stream. Idempotent; never raises.
+
+        The wait for the peer's close frame is bounded by ``close_timeout_s`` and shielded from
+        cancellation, so a handler cancelled at shutdown still tells its charger why (1001).
+
+        Args:
+            code: the close code to send, e.g. :data:`GOING_AWAY`.
+            reason: a short reason (at most 123 bytes in UTF-8).
+        """
+        if self._close_started:
+            return
+        self._close_started = True
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(self._close_timeout_s):
+                try:
+                    if self._protocol.state is State.OPEN:
+                        self._protocol.send_close(code, reason)
+                        await self._flush()
+                    while self._closed is None:
+                        await self._pump()
+                except ConnectionClosed:
+                    pass
+            if self._closed is None:
+                self._finish(ConnectionClosed(code, reason))
+            await trio.aclose_forcefully(self._stream)
+
+    async def _pump(self) -> None:
+        """Read one chunk and process it; if another task is reading, wait for its chunk instead.
+
+        Never raises ConnectionClosed: a failure is recorded in ``self._closed`` for the caller to check.
+        """
+        if self._reading:
+            await self._read_done.wait()
+            return
+        self._reading = True
+        try:
+            data = await self._stream.receive_some(_RECEIVE_BYTES)
+            if data:
+                self._protocol.receive_data(data)
+            else:
+                self._protocol.receive_eof()
+            self._handle_frames(self._protocol.events_received())
+            await self._flush()
+            if self._protocol.eof_sent or self._protocol.state is State.CLOSED:
+                self._finish(self._closed_exception())
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._finish(ConnectionClosed(ABNORMAL_CLOSURE, type(exc).__name__))
+        except ConnectionClosed:
+            pass  # _flush already recorded it
+        finally:
+            self._reading = False
+            done, self._read_done = self._read_done, trio.Event()
+            done.set()
+
+    def _handle_frames(self, events: Iterable[Event]) -> None:
+        """Queue text messages and match pongs; pings and close frames are answered by the protocol."""
+        for frame in events:
+            if not isinstance(frame, Frame) or self._protocol.eof_sent:
+                return  # after a failure, frames parsed in the same chunk are dropped, as RFC 6455 asks
+            opcode = frame.opcode
+            if opcode is Opcode.TEXT or opcode is Opcode.CONT:
+                self._text_part(frame)
+            elif opcode is Opcode.BINARY:
+                self._protocol.fail(UNSUPPORTED_DATA, "OCPP-J uses text frames only")
+            elif opcode is Opcode.PONG:
+                event = self._pings.pop(bytes(frame.data), None)
+                if event is not None:
+                    event.set()
+
+    def _text_part(self, frame: Frame) -> None:
+        """Add a text frame or continuation; queue the message once its final fragment is in."""
+        if frame.fin and self._fragments is None:
+            data = frame.data  # the common case: an unfragmented message
+        else:
+            self._fragments = [*(self._fragments or []), frame.data]
+            if not frame.fin:
+                return
+            data, self._fragments = b"".join(self._fragments), None
+        try:
+            self._messages.append(str(data, "utf-8"))
+        except UnicodeDecodeError:
+            self._protocol.fail(INVALID_DATA, "invalid UTF-8")
+
+    async def _flush(self) -> None:
+        """Write whatever the protocol queued, in order, under the send lock.
+
+        Raises:
+            ConnectionClosed: the stream broke; the connection is marked closed.
+        """
+        async with self._send_lock:
+            chunks = self._protocol.data_to_send()
+            if not chunks:
+                return
+            try:
+                # An empty chunk means "end of stream": send what precedes it, then half-close so the
+                # peer still reads our close frame (a full close with unread input would reset it).
+                payload = b"".join(chunks)
+                if payload:
+                    await self._stream.send_all(payload)
+                if not chunks[-1] and isinstance(self._stream, trio.abc.HalfCloseableStream):
+                    await self._stream.send_eof()
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                self._finish(ConnectionClosed(ABNORMAL_CLOSURE, type(exc).__name__))
+                assert self._closed is not None
+                raise self._closed from None
+
+    def _closed_exception(self) -> ConnectionClosed:
+        """Describe how the protocol ended: the peer's close frame, else ours, else abnormal closure."""
+        close = self._protocol.close_rcvd or self._protocol.close_sent
+        if close is None:
+            return ConnectionClosed(ABNORMAL_CLOSURE, "connection ended without a close frame")
+        return ConnectionClosed(int(close.code), close.reason)
+
+    def _finish(self, closed: ConnectionClosed) -> None:
+        """Record the end of the connection once, and wake every ping waiting for a pong."""
+        if self._closed is None:
+            self._closed = closed
+        for event in self._pings.values():
+            event.set()

@@ -1,0 +1,48 @@
+"""Time: always UTC, and a charger's clock is only trusted within reason."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+# Chargers with a flat RTC battery report 1970 or 2000; anything before this is not a real time.
+EARLIEST_PLAUSIBLE = datetime(2010, 1, 1, tzinfo=UTC)
+# A clock running ahead by more than this is also treated as wrong.
+MAX_FUTURE_SKEW = timedelta(days=1)
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def iso(ts: datetime) -> str:
+    """Format as OCPP likes it: UTC with a ``Z`` and millisecond precision."""
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_timestamp(raw: str) -> datetime:
+    """Parse an ISO 8601 timestamp with optional fraction and offset; naive means UTC.
+
+    Raises:
+        ValueError: not a timestamp.
+    """
+    ts = datetime.fromisoformat(raw)
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return ts.astimezone(UTC)
+
+
+def charger_time(raw: str, received_at: datetime) -> tuple[datetime, datetime, bool]:
+    """Interpret a charger's timestamp.
+
+    Returns:
+        ``(as_sent, trusted, replaced)``: the parsed value, the value to use (the receive time when
+        the sent one is absurd), and whether it was replaced (the caller records an anomaly).
+    """
+    try:
+        sent = parse_timestamp(raw)
+    except ValueError:
+        return received_at, received_at, True
+    if sent < EARLIEST_PLAUSIBLE or sent > received_at + MAX_FUTURE_SKEW:
+        return sent, received_at, True
+    return sent, sent, False

@@ -1,0 +1,100 @@
+"""Commands from the central system to a charger (CS→CP calls), behind one small interface.
+
+Services and the API reach chargers only through :class:`ChargerCommands`; the OCPP gateway provides
+the :class:`CallSender` that actually talks to the socket, so ``services`` never import the gateway.
+Each method returns the charger's answer payload or raises a :class:`CommandError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class CommandError(Exception):
+    """Base of the errors a CS→CP command can end with."""
+
+
+class ChargerOffline(CommandError):
+    """The charger has no open connection on this node."""
+
+
+class ChargerTimeout(CommandError):
+    """The charger did not answer within the timeout."""
+
+
+class ChargerRejected(CommandError):
+    """The charger answered with a CALLERROR (``code``) or an invalid payload."""
+
+    def __init__(self, code: str, description: str = "") -> None:
+        super().__init__(f"{code}: {description}" if description else code)
+        self.code = code
+        self.description = description
+
+
+class CallSender(Protocol):
+    """Sends one OCPP CALL to a charger and returns the CALLRESULT payload."""
+
+    async def __call__(self, station_id: str, action: str, payload: dict[str, Any],
+                       timeout_s: float | None = None) -> dict[str, Any]: ...
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+class ChargerCommands:
+    """The OCPP 1.6 CS→CP calls, typed."""
+
+    def __init__(self, send: CallSender) -> None:
+        self._send = send
+
+    async def call(self, station_id: str, action: str, payload: dict[str, Any],
+                   timeout_s: float | None = None) -> dict[str, Any]:
+        """Send any CS→CP action (validated by the gateway against the 1.6 schema)."""
+        return await self._send(station_id, action, payload, timeout_s)
+
+    async def remote_start(self, station_id: str, id_tag: str, connector_id: int | None = None,
+                           charging_profile: dict[str, Any] | None = None) -> dict[str, Any]:
+        """RemoteStartTransaction → ``{"status": "Accepted" | "Rejected"}``."""
+        return await self.call(station_id, "RemoteStartTransaction", _drop_none(
+            {"idTag": id_tag, "connectorId": connector_id, "chargingProfile": charging_profile}))
+
+    async def remote_stop(self, station_id: str, transaction_id: int) -> dict[str, Any]:
+        """RemoteStopTransaction → ``{"status": ...}``."""
+        return await self.call(station_id, "RemoteStopTransaction", {"transactionId": transaction_id})
+
+    async def reset(self, station_id: str, kind: str = "Soft") -> dict[str, Any]:
+        """Reset (``Soft`` or ``Hard``)."""
+        return await self.call(station_id, "Reset", {"type": kind})
+
+    async def unlock_connector(self, station_id: str, connector_id: int) -> dict[str, Any]:
+        """UnlockConnector → ``{"status": "Unlocked" | "UnlockFailed" | "NotSupported"}``."""
+        return await self.call(station_id, "UnlockConnector", {"connectorId": connector_id})
+
+    async def change_availability(self, station_id: str, connector_id: int, kind: str) -> dict[str, Any]:
+        """ChangeAvailability (``Operative`` or ``Inoperative``; connector 0 = whole station)."""
+        return await self.call(station_id, "ChangeAvailability", {"connectorId": connector_id, "type": kind})
+
+    async def change_configuration(self, station_id: str, key: str, value: str) -> dict[str, Any]:
+        """ChangeConfiguration of one key."""
+        return await self.call(station_id, "ChangeConfiguration", {"key": key, "value": value})
+
+    async def get_configuration(self, station_id: str, keys: list[str] | None = None) -> dict[str, Any]:
+        """GetConfiguration (all keys when ``keys`` is None)."""
+        return await self.call(station_id, "GetConfiguration", {"key": keys} if keys else {})
+
+    async def clear_cache(self, station_id: str) -> dict[str, Any]:
+        """ClearCache (the charger's authorisation cache)."""
+        return await self.call(station_id, "ClearCache", {})
+
+    async def trigger_message(self, station_id: str, requested: str,
+                              connector_id: int | None = None) -> dict[str, Any]:
+        """TriggerMessage (BootNotification, Heartbeat, MeterValues, StatusNotification, ...)."""
+        return await self.call(station_id, "TriggerMessage", _drop_none(
+            {"requestedMessage": requested, "connectorId": connector_id}))
+
+    async def data_transfer(self, station_id: str, vendor_id: str, message_id: str | None = None,
+                            data: str | None = None) -> dict[str, Any]:
+        """DataTransfer to a vendor extension on the charger."""
+        return await self.call(station_id, "DataTransfer", _drop_none(
+            {"vendorId": vendor_id, "messageId": message_id, "data": data}))

@@ -1,0 +1,143 @@
+"""Group commit: many small billing-relevant writes from many chargers, one transaction.
+
+A handler calls :meth:`GroupCommitter.submit` and gets its answer only after COMMIT, so a charger
+that got a CALLRESULT never needs to resend (DESIGN.md "Hot paths"). One writer task takes whatever
+is queued (up to ``max_batch`` operations, waiting at most ``max_wait_s`` for more), merges all meter
+rows into one INSERT, runs the other operations in order, and commits once.
+
+If a batch fails, each operation is retried in its own transaction so one bad row cannot fail its
+neighbours; every operation must therefore be idempotent (they are: see ``csms/store``).
+
+The queue is bounded: when it is full, ``submit`` blocks, which slows readers of the chargers that
+are sending — backpressure rather than unbounded memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import trio
+
+from csms.store.transactions import MeterRow, insert_meter_rows
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from csms.store.db import Conn, Database
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class CommitError(Exception):
+    """The database did not accept the write; the charger gets an InternalError and will retry."""
+
+
+@dataclass(eq=False)
+class _Op(Generic[T]):
+    fn: Callable[[Conn], T] | None
+    rows: list[MeterRow]
+    done: trio.Event = field(default_factory=trio.Event)
+    result: Any = None
+    error: BaseException | None = None
+
+
+class GroupCommitter:
+    """The single writer of billing-relevant rows. Start it with ``nursery.start(committer.run)``."""
+
+    def __init__(self, db: Database, *, max_batch: int = 500, max_wait_s: float = 0.002,
+                 queue_size: int = 10_000) -> None:
+        self._db = db
+        self._max_batch = max_batch
+        self._max_wait_s = max_wait_s
+        self._send, self._receive = trio.open_memory_channel[_Op[Any]](queue_size)
+        self.batches = 0
+        self.operations = 0
+
+    async def submit(self, fn: Callable[[Conn], T], rows: list[MeterRow] | None = None) -> T:
+        """Queue ``fn`` (and meter rows to insert) and wait until they are committed.
+
+        Returns:
+            What ``fn`` returned inside the committed transaction.
+
+        Raises:
+            CommitError: the write failed even on its own.
+            trio.ClosedResourceError: the committer has stopped.
+        """
+        op: _Op[T] = _Op(fn, rows or [])
+        await self._send.send(op)
+        await op.done.wait()
+        if op.error is not None:
+            raise CommitError(str(op.error)) from op.error
+        return op.result  # type: ignore[no-any-return]
+
+    async def submit_rows(self, rows: list[MeterRow]) -> None:
+        """Queue meter rows alone and wait until they are committed."""
+        await self.submit(_noop, rows)
+
+    def close(self) -> None:
+        """Stop accepting work; the writer drains what is queued and returns."""
+        self._send.close()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Writer loop. Returns after :meth:`close` once the queue is drained."""
+        task_status.started()
+        async with self._receive:
+            while True:
+                try:
+                    first = await self._receive.receive()
+                except trio.EndOfChannel:
+                    return
+                batch = [first]
+                self._drain_into(batch)
+                if len(batch) < self._max_batch and self._max_wait_s > 0:
+                    await trio.sleep(self._max_wait_s)
+                    self._drain_into(batch)
+                # Shielded: a batch that reached the database must finish and release its waiters,
+                # or chargers would be left without an answer for writes that did commit.
+                with trio.CancelScope(shield=True):
+                    await self._write(batch)
+
+    def _drain_into(self, batch: list[_Op[Any]]) -> None:
+        while len(batch) < self._max_batch:
+            try:
+                batch.append(self._receive.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                return
+
+    async def _write(self, batch: list[_Op[Any]]) -> None:
+        try:
+            results = await self._db.run(_apply_batch, batch)
+        except Exception as exc:  # one bad operation: retry each alone so the others still commit
+            log.warning("group commit of %d operations failed (%s); retrying one by one", len(batch), exc)
+            for op in batch:
+                try:
+                    op.result = (await self._db.run(_apply_batch, [op]))[0]
+                except Exception as single:
+                    log.error("write failed: %s", single)
+                    op.error = single
+        else:
+            for op, result in zip(batch, results, strict=True):
+                op.result = result
+        self.batches += 1
+        self.operations += len(batch)
+        for op in batch:
+            op.done.set()
+
+    @property
+    def mean_batch(self) -> float:
+        """Average operations per committed batch (for /metrics and benchmarks)."""
+        return self.operations / self.batches if self.batches else math.nan
+
+
+def _noop(conn: Conn) -> None:
+    return None
+
+
+def _apply_batch(conn: Conn, batch: list[_Op[Any]]) -> list[Any]:
+    rows = [row for op in batch for row in op.rows]
+    insert_meter_rows(conn, rows)
+    return [op.fn(conn) if op.fn is not None else None for op in batch]

@@ -1,0 +1,165 @@
+"""Stations: who may connect, what they report about themselves, and id tag authorisation.
+
+Heartbeats and last-seen times are not billing-relevant, so they live in memory and a flusher writes
+them every few seconds (DESIGN.md "Hot paths"); status notifications go through group commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import trio
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from csms.services.clock import utcnow
+from csms.store import stations as store
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from csms.services.commit import GroupCommitter
+    from csms.store.db import Conn, Database
+
+log = logging.getLogger(__name__)
+
+_hasher = PasswordHasher()
+# Verified against when a station has no hash, so an unknown station costs as much as a known one.
+_DUMMY_HASH = _hasher.hash("csms-dummy-password")
+
+
+def hash_password(password: str) -> str:
+    """argon2id hash of a station's Basic-auth password."""
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """Check a password against an argon2 hash in constant time (argon2 compares digests safely)."""
+    try:
+        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class IdTagInfo:
+    """The OCPP idTagInfo answered for an id tag."""
+
+    status: str
+    expiry_date: datetime | None = None
+    parent_id_tag: str | None = None
+
+    def to_ocpp(self) -> dict[str, Any]:
+        """As an OCPP 1.6 ``idTagInfo`` object."""
+        out: dict[str, Any] = {"status": self.status}
+        if self.expiry_date is not None:
+            out["expiryDate"] = self.expiry_date.isoformat().replace("+00:00", "Z")
+        if self.parent_id_tag is not None:
+            out["parentIdTag"] = self.parent_id_tag
+        return out
+
+
+class StationService:
+    """Business rules for station identity, presence, status and authorisation."""
+
+    def __init__(self, db: Database, committer: GroupCommitter, *, node_id: str,
+                 accept_unknown: bool = False) -> None:
+        self.db = db
+        self.committer = committer
+        self.node_id = node_id
+        self.accept_unknown = accept_unknown
+        self._seen: dict[str, datetime] = {}
+
+    async def lookup_for_handshake(self, station_id: str) -> store.StationAuth | None:
+        """Find the station a charger claims to be; registers it first in accept-unknown mode."""
+        auth = await self.db.run(store.get_station_auth, station_id)
+        if auth is None and self.accept_unknown:
+            await self.db.run(store.add_station, station_id, None)
+            log.info("registered unknown station %s (accept-unknown mode)", station_id)
+            auth = await self.db.run(store.get_station_auth, station_id)
+        return auth
+
+    async def check_password(self, auth: store.StationAuth | None, password: str) -> bool:
+        """Verify Basic-auth credentials off the event loop (argon2 is deliberately slow)."""
+        hashed = auth.password_hash if auth else None
+        return await trio.to_thread.run_sync(verify_password, hashed, password)
+
+    async def add_station(self, station_id: str, password: str | None) -> bool:
+        """Register a station (CLI, demo data). False when it exists already."""
+        hashed = hash_password(password) if password else None
+        return await self.db.run(store.add_station, station_id, hashed)
+
+    async def boot(self, station_id: str, payload: dict[str, Any]) -> str:
+        """Persist what the charger says about itself; returns its registration status."""
+        self.touch(station_id)
+        return await self.db.run(store.record_boot, station_id, payload)
+
+    def touch(self, station_id: str) -> None:
+        """Note that the station was heard from now (flushed later)."""
+        self._seen[station_id] = utcnow()
+
+    async def status(self, station_id: str, payload: dict[str, Any], status_at: datetime | None) -> None:
+        """Record a StatusNotification: current connector status and history."""
+        await self.committer.submit(
+            lambda conn: store.record_status(
+                conn, station_id, int(payload["connectorId"]), payload["status"], payload["errorCode"],
+                payload.get("info"), payload.get("vendorId"), payload.get("vendorErrorCode"), status_at,
+            )
+        )
+
+    async def set_field(self, station_id: str, column: str, value: str) -> None:
+        """Record a diagnostics or firmware status notification."""
+        await self.db.run(store.set_station_field, station_id, column, value)
+
+    async def authorize(self, id_tag: str) -> IdTagInfo:
+        """Decide the idTagInfo for an id tag (case-insensitive; expiry enforced)."""
+        row = await self.db.run(store.get_id_tag, id_tag)
+        return id_tag_info(row, utcnow())
+
+    async def connected(self, station_id: str) -> None:
+        """This node now holds the station's socket."""
+        self.touch(station_id)
+        await self.db.run(store.set_connected, station_id, self.node_id)
+
+    async def disconnected(self, station_id: str) -> None:
+        """The station's socket on this node closed."""
+        await self.db.run(store.set_disconnected, station_id, self.node_id)
+
+    async def flush_presence(self) -> None:
+        """Write buffered last-seen times and this node's liveness."""
+        seen, self._seen = self._seen, {}
+        await self.db.run(_flush, seen, self.node_id)
+
+    async def run_presence(self, *, interval_s: float = 5.0,
+                           task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Flush presence every ``interval_s`` until cancelled; a last flush and node removal on exit."""
+        await self.db.run(store.node_alive, self.node_id)
+        task_status.started()
+        try:
+            while True:
+                await trio.sleep(interval_s)
+                try:
+                    await self.flush_presence()
+                except Exception as exc:  # the next round retries; presence is best-effort
+                    log.warning("presence flush failed: %s", exc)
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await self.flush_presence()
+                await self.db.run(store.node_gone, self.node_id)
+
+
+def _flush(conn: Conn, seen: dict[str, datetime], node_id: str) -> None:
+    store.touch_last_seen(conn, seen)
+    store.node_alive(conn, node_id)
+
+
+def id_tag_info(row: store.IdTagRow | None, now: datetime) -> IdTagInfo:
+    """The idTagInfo for a stored id tag (None → Invalid)."""
+    if row is None:
+        return IdTagInfo("Invalid")
+    status = row.status
+    if status == "Accepted" and row.expiry_date is not None and row.expiry_date <= now:
+        status = "Expired"
+    return IdTagInfo(status, row.expiry_date, row.parent_id_tag)

@@ -1,0 +1,200 @@
+"""SQL for stations, connectors, id tags, presence and anomalies.
+
+Every function takes a connection and runs inside the caller's transaction (see ``Database.run``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from psycopg.types.json import Jsonb
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from csms.store.db import Conn
+
+
+@dataclass(frozen=True, slots=True)
+class StationAuth:
+    """What the OCPP handshake needs to know about a station."""
+
+    id: str
+    registration_status: str
+    password_hash: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class IdTagRow:
+    """An id tag as stored."""
+
+    id_tag: str
+    status: str
+    expiry_date: datetime | None
+    parent_id_tag: str | None
+
+
+def get_station_auth(conn: Conn, station_id: str) -> StationAuth | None:
+    """Look a station up by its OCPP identity (exact match)."""
+    row = conn.execute(
+        "SELECT id, registration_status, password_hash FROM stations WHERE id = %s", (station_id,)
+    ).fetchone()
+    return StationAuth(row[0], row[1], row[2]) if row else None
+
+
+def add_station(conn: Conn, station_id: str, password_hash: str | None, status: str = "Accepted") -> bool:
+    """Register a station. Returns False when it already exists (nothing is changed then)."""
+    row = conn.execute(
+        "INSERT INTO stations (id, password_hash, registration_status) VALUES (%s, %s, %s) "
+        "ON CONFLICT (id) DO NOTHING RETURNING id",
+        (station_id, password_hash, status),
+    ).fetchone()
+    return row is not None
+
+
+def set_station_password(conn: Conn, station_id: str, password_hash: str | None) -> bool:
+    """Replace a station's password hash (None removes the password). False if no such station."""
+    cur = conn.execute("UPDATE stations SET password_hash = %s WHERE id = %s", (password_hash, station_id))
+    return cur.rowcount == 1
+
+
+def record_boot(conn: Conn, station_id: str, fields: dict[str, str | None]) -> str:
+    """Store the identity a charger reported at boot; returns its registration status."""
+    row = conn.execute(
+        """UPDATE stations SET vendor = %s, model = %s, serial_number = %s, charge_box_serial = %s,
+               firmware_version = %s, iccid = %s, imsi = %s, meter_type = %s, meter_serial_number = %s,
+               last_boot_at = now(), last_seen = now()
+           WHERE id = %s RETURNING registration_status""",
+        (
+            fields.get("chargePointVendor"),
+            fields.get("chargePointModel"),
+            fields.get("chargePointSerialNumber"),
+            fields.get("chargeBoxSerialNumber"),
+            fields.get("firmwareVersion"),
+            fields.get("iccid"),
+            fields.get("imsi"),
+            fields.get("meterType"),
+            fields.get("meterSerialNumber"),
+            station_id,
+        ),
+    ).fetchone()
+    return str(row[0]) if row else "Rejected"
+
+
+def record_status(
+    conn: Conn,
+    station_id: str,
+    connector_id: int,
+    status: str,
+    error_code: str,
+    info: str | None,
+    vendor_id: str | None,
+    vendor_error_code: str | None,
+    status_at: datetime | None,
+) -> None:
+    """Set a connector's current status and append it to the history.
+
+    A notification older than the stored one (a replay after reconnect) goes to the history only,
+    so the current status never moves backwards in time.
+    """
+    conn.execute(
+        """INSERT INTO connectors AS c (station_id, connector_id, status, error_code, info, vendor_id,
+                                       vendor_error_code, status_at, updated_at)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now())
+           ON CONFLICT (station_id, connector_id) DO UPDATE SET
+               status = EXCLUDED.status, error_code = EXCLUDED.error_code, info = EXCLUDED.info,
+               vendor_id = EXCLUDED.vendor_id, vendor_error_code = EXCLUDED.vendor_error_code,
+               status_at = EXCLUDED.status_at, updated_at = now()
+           WHERE c.status_at IS NULL OR EXCLUDED.status_at IS NULL OR EXCLUDED.status_at >= c.status_at""",
+        (station_id, connector_id, status, error_code, info, vendor_id, vendor_error_code, status_at),
+    )
+    conn.execute(
+        """INSERT INTO connector_status_history (station_id, connector_id, status, error_code, info,
+                                                 vendor_id, vendor_error_code, status_at)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
+        (station_id, connector_id, status, error_code, info, vendor_id, vendor_error_code, status_at),
+    )
+
+
+def set_station_field(conn: Conn, station_id: str, column: str, value: str) -> None:
+    """Record a diagnostics or firmware status."""
+    if column not in {"diagnostics_status", "firmware_status"}:
+        raise ValueError(column)
+    conn.execute(f"UPDATE stations SET {column} = %s WHERE id = %s", (value, station_id))
+
+
+def touch_last_seen(conn: Conn, seen: dict[str, datetime]) -> None:
+    """Flush buffered last-seen times in one statement."""
+    if not seen:
+        return
+    conn.execute(
+        """UPDATE stations s SET last_seen = v.ts
+           FROM unnest(%s::text[], %s::timestamptz[]) AS v(id, ts)
+           WHERE s.id = v.id AND (s.last_seen IS NULL OR s.last_seen < v.ts)""",
+        (list(seen), list(seen.values())),
+    )
+
+
+def get_id_tag(conn: Conn, id_tag: str) -> IdTagRow | None:
+    """Find an id tag, case-insensitively."""
+    row = conn.execute(
+        "SELECT id_tag, status, expiry_date, parent_id_tag FROM id_tags WHERE upper(id_tag) = upper(%s)",
+        (id_tag,),
+    ).fetchone()
+    return IdTagRow(row[0], row[1], row[2], row[3]) if row else None
+
+
+def upsert_id_tag(
+    conn: Conn, id_tag: str, status: str, expiry: datetime | None, parent: str | None
+) -> None:
+    """Create an id tag, or update the one that matches case-insensitively."""
+    existing = get_id_tag(conn, id_tag)
+    if existing is None:
+        conn.execute(
+            "INSERT INTO id_tags (id_tag, status, expiry_date, parent_id_tag) VALUES (%s, %s, %s, %s)",
+            (id_tag, status, expiry, parent),
+        )
+    else:
+        conn.execute(
+            "UPDATE id_tags SET status = %s, expiry_date = %s, parent_id_tag = %s WHERE id_tag = %s",
+            (status, expiry, parent, existing.id_tag),
+        )
+
+
+def record_anomaly(conn: Conn, station_id: str, kind: str, detail: dict[str, Any]) -> None:
+    """Note something a charger did that was answered but deserves an operator's look."""
+    conn.execute(
+        "INSERT INTO ocpp_anomalies (station_id, kind, detail) VALUES (%s, %s, %s)",
+        (station_id, kind, Jsonb(detail)),
+    )
+
+
+def node_alive(conn: Conn, node_id: str) -> None:
+    """Mark this node alive (it holds the sockets listed for it in charger_connections)."""
+    conn.execute(
+        "INSERT INTO nodes (node_id) VALUES (%s) ON CONFLICT (node_id) DO UPDATE SET last_seen = now()",
+        (node_id,),
+    )
+
+
+def node_gone(conn: Conn, node_id: str) -> None:
+    """Forget this node and the connections it held (clean shutdown)."""
+    conn.execute("DELETE FROM charger_connections WHERE node_id = %s", (node_id,))
+    conn.execute("DELETE FROM nodes WHERE node_id = %s", (node_id,))
+
+
+def set_connected(conn: Conn, station_id: str, node_id: str) -> None:
+    """Record that this node now holds the station's socket."""
+    conn.execute(
+        """INSERT INTO charger_connections (station_id, node_id) VALUES (%s, %s)
+           ON CONFLICT (station_id) DO UPDATE SET node_id = EXCLUDED.node_id, connected_at = now()""",
+        (station_id, node_id),
+    )
+
+
+def set_disconnected(conn: Conn, station_id: str, node_id: str) -> None:
+    """Remove the connection row, unless another node has taken the station over since."""
+    conn.execute(
+        "DELETE FROM charger_connections WHERE station_id = %s AND node_id = %s", (station_id, node_id)
+    )

@@ -1,0 +1,166 @@
+"""The one process: database, writers, OCPP gateway and API under one nursery tree.
+
+Start order (each service reports ready with ``task_status.started()`` before the next starts):
+database (embedded server if no URL) → migrations → group committer and journal → presence →
+OCPP gateway → API. Stop order on SIGINT/SIGTERM or :meth:`Csms.stop`: stop the API and stop
+accepting chargers, close chargers with 1001 under a deadline, then drain the committer and the
+journal so nothing confirmed or journaled is lost, then stop the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import psycopg
+import trio
+
+from csms.api.app import create_app
+from csms.api.server import serve_api
+from csms.ocpp.gateway import Gateway
+from csms.ocpp.handlers.context import Deps
+from csms.ocpp.router import ROUTES_16
+from csms.services.commands import ChargerCommands
+from csms.services.commit import GroupCommitter
+from csms.services.journal import Journal
+from csms.services.stations import StationService
+from csms.services.transactions import TransactionService
+from csms.store.db import Database, open_database
+from csms.store.embedded import embedded_server, uri_for_database
+from csms.store.migrations import load_migrations, migrate
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from csms.config import Settings
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_DB_NAME = "csms"
+
+
+@dataclass(frozen=True)
+class Ready:
+    """What a started csms reports: where it listens."""
+
+    ocpp_port: int
+    http_port: int
+
+
+@asynccontextmanager
+async def database(settings: Settings) -> AsyncIterator[Database]:
+    """Open the configured database, or the embedded one, and bring its schema up to date."""
+    if settings.database_url:
+        async with open_database(settings.database_url, settings.db_pool_size) as db:
+            await db.run_autocommit(migrate, load_migrations())
+            yield db
+        return
+    async with embedded_server(settings.data_dir / "pg") as base:
+        await trio.to_thread.run_sync(_create_database, base, EMBEDDED_DB_NAME)
+        async with open_database(uri_for_database(base, EMBEDDED_DB_NAME), settings.db_pool_size) as db:
+            await db.run_autocommit(migrate, load_migrations())
+            yield db
+
+
+def _create_database(base_uri: str, name: str) -> None:
+    with psycopg.connect(base_uri, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+class Csms:
+    """A whole csms node. ``await nursery.start(csms.run)`` returns :class:`Ready`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.node_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._stop = trio.Event()
+        self.gateway: Gateway | None = None
+        self.commands: ChargerCommands | None = None
+        self.db: Database | None = None
+        self.stations: StationService | None = None
+
+    async def add_station(self, station_id: str, password: str | None = None) -> bool:
+        """Register a charge point (as `csms station add` does); False if it exists."""
+        assert self.stations is not None, "csms is not running"
+        return await self.stations.add_station(station_id, password)
+
+    def stop(self) -> None:
+        """Begin a graceful stop (same as SIGTERM)."""
+        self._stop.set()
+
+    async def run(self, *, handle_signals: bool = False,
+                  task_status: trio.TaskStatus[Ready] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run until :meth:`stop` (or a signal when ``handle_signals``)."""
+        s = self.settings
+        s.check_production()
+        async with database(s) as db:
+            self.db = db
+            committer = GroupCommitter(db, max_batch=s.commit_batch_max, max_wait_s=s.commit_batch_wait_s)
+            journal = Journal(db, enabled=s.journal_enabled)
+            stations = StationService(db, committer, node_id=self.node_id,
+                                      accept_unknown=s.accept_unknown_stations)
+            self.stations = stations
+            deps = Deps(stations=stations, transactions=TransactionService(committer),
+                        heartbeat_interval_s=s.heartbeat_interval_s)
+            gateway = Gateway(s, deps, ROUTES_16, journal)
+            self.gateway = gateway
+            self.commands = ChargerCommands(gateway.send_call)
+            async with trio.open_nursery() as writers:
+                await writers.start(committer.run)
+                await writers.start(journal.run)
+                try:
+                    await self._run_front(db, gateway, stations, journal, handle_signals, task_status)
+                finally:
+                    # Everything that was confirmed is already committed; this drains the rest.
+                    committer.close()
+                    journal.close()
+        log.info("csms stopped")
+
+    async def _run_front(self, db: Database, gateway: Gateway, stations: StationService, journal: Journal,
+                         handle_signals: bool, task_status: trio.TaskStatus[Ready]) -> None:
+        s = self.settings
+        async with trio.open_nursery() as front:
+            listeners = await front.start(gateway.serve)
+            ocpp_port = listeners[0].socket.getsockname()[1]
+            async with trio.open_nursery() as aux:
+                await aux.start(stations.run_presence)
+                app = create_app(db, s)
+                binds = await aux.start(serve_api, app, s)
+                http_port = int(binds[0].rsplit(":", 1)[1])
+                aux.start_soon(self._prune_journal, journal)
+                if handle_signals:
+                    aux.start_soon(self._watch_signals)
+                log.info("csms ready: OCPP on %s:%d%s, GraphQL on http://%s:%d/graphql",
+                         s.ocpp_host, ocpp_port, s.ocpp_path_prefix, s.http_host, http_port)
+                task_status.started(Ready(ocpp_port, http_port))
+                await self._stop.wait()
+                log.info("stopping: closing chargers and the API")
+                aux.cancel_scope.cancel()
+            gateway.stop()
+            front.cancel_scope.deadline = trio.current_time() + s.shutdown_grace_s
+
+    async def _watch_signals(self) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                log.info("received %s", signal.Signals(signum).name)
+                self.stop()
+                return
+
+    async def _prune_journal(self, journal: Journal) -> None:
+        while True:
+            await trio.sleep(60)
+            try:
+                removed = await journal.prune(self.settings.journal_retention_days)
+                if removed:
+                    log.info("pruned %d OCPP journal rows older than %d days", removed,
+                             self.settings.journal_retention_days)
+            except Exception as exc:
+                log.warning("journal pruning failed: %s", exc)
+            await trio.sleep(3600 - 60)

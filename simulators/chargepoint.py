@@ -208,7 +208,7 @@ class ChargePoint:
             finally:
                 self._ws = None
                 self._conn_scope = None
-                self._ready = trio.Event()
+                self._not_ready()
                 for pending in [*self._pending.values(), self._raw_waiter]:
                     if pending is not None:
                         pending.done.set()  # no frame: the waiter raises ConnectionLost
@@ -449,7 +449,7 @@ class ChargePoint:
         ws = self._ws
         if ws is None:
             return
-        self._ready = trio.Event()  # from now on transaction messages queue instead of failing
+        self._not_ready()  # from now on transaction messages queue instead of failing
         stream: Any = ws._stream  # no public accessor; we need the socket to skip the close handshake
         transport = getattr(stream, "transport_stream", stream)  # unwrap TLS
         sock = getattr(transport, "socket", None)
@@ -459,6 +459,12 @@ class ChargePoint:
             sock.close()
         elif self._conn_scope is not None:
             self._conn_scope.cancel()
+
+    def _not_ready(self) -> None:
+        # Replace the event only once it was set: a task already waiting on an unset event must be woken
+        # by the next boot, not be left holding an orphaned event.
+        if self._ready.is_set():
+            self._ready = trio.Event()
 
     async def wait_connected(self) -> None:
         """Wait until the charger is connected and its BootNotification was Accepted."""

@@ -20,10 +20,10 @@ import trio
 
 from csms.config import Settings
 from csms.store.db import Database, open_database
-from csms.supervisor import Csms, Ready
-from simulators.chargepoint import ChargePoint
 from csms.store.embedded import start_embedded, stop_embedded, uri_for_database
 from csms.store.migrations import load_migrations, migrate
+from csms.supervisor import Csms, Ready
+from simulators.chargepoint import ChargePoint
 
 # Per process: several pytest runs may share one embedded server (a developer's and a helper's).
 TEMPLATE = f"csms_template_{os.getpid()}"

@@ -8,7 +8,7 @@ here; a Trio ``graphql-transport-ws`` handler will take that route later.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 from quart import Response
@@ -133,4 +133,4 @@ def create_app(db: Database, settings: Settings, *, schema: BaseSchema | None = 
     return app
 
 
-__all__: list[Any] = ["CsmsGraphQLView", "bearer_token", "create_app"]
+__all__ = ["CsmsGraphQLView", "bearer_token", "create_app"]

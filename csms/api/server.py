@@ -28,8 +28,6 @@ def hypercorn_config(settings: Settings, *, access_log: bool = False) -> Config:
     config.accesslog = logging.getLogger("csms.api.access") if access_log else None
     config.errorlog = logging.getLogger("csms.api.http")
     config.graceful_timeout = settings.shutdown_grace_s
-    # The server runs behind our own supervisor; it must not install signal handlers of its own.
-    config.use_reloader = False
     return config
 
 

@@ -380,9 +380,7 @@ def encode_result(unique_id: str, payload: dict[str, Any]) -> str:
     return _dumps([_CALL_RESULT, unique_id, payload])
 
 
-def encode_error(
-    unique_id: str, code: str, description: str = "", details: dict[str, Any] | None = None
-) -> str:
+def encode_error(unique_id: str, code: str, description: str = "", details: dict[str, Any] | None = None) -> str:
     """Encode a CALLERROR; see :func:`encode_call`.
 
     Args:

@@ -1,17 +1,13 @@
 """WebSocket server connections: the ``websockets`` sans-I/O ``ServerProtocol`` driven by a Trio stream.
 
-The protocol object does all the RFC 6455 work (handshake validation, framing, masking, answering pings, the
-close handshake); this module only moves bytes between it and the stream. Measured against trio-websocket
-this costs half the CPU per message (see DESIGN.md, "OCPP transport").
+The protocol does the RFC 6455 work (handshake checks, framing, pongs, the closing handshake); this module
+moves bytes between it and the stream, at half trio-websocket's CPU per message (DESIGN.md, "OCPP transport").
 
-Rules the adapter keeps:
-
-- Everything the protocol queues is written by one helper, :meth:`WebSocket._flush`, under the send lock, so
-  frames never interleave and a reader that must answer a ping waits behind a pending send. That wait is
-  the backpressure: a connection whose peer does not read stops being read.
-- Stream failures (``BrokenResourceError``, ``ClosedResourceError``, EOF) become :class:`ConnectionClosed`.
-  An exception escaping a handler under ``trio.serve_tcp`` would take down the whole listener.
-- No extensions are negotiated: per-message compression costs more CPU than OCPP's small frames save.
+- One helper, :meth:`WebSocket._flush`, writes everything the protocol queues, under the send lock: frames
+  never interleave, and a reader that owes a pong waits behind a pending send. That wait is the backpressure.
+- Stream failures and EOF become :class:`ConnectionClosed`: an exception escaping a handler under
+  ``trio.serve_tcp`` would take down the whole listener.
+- No extensions: per-message compression costs more CPU than OCPP's small frames save.
 """
 
 from __future__ import annotations
@@ -22,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 import trio
+from websockets.exceptions import ProtocolError
 from websockets.frames import Frame, Opcode
 from websockets.headers import parse_subprotocol
 from websockets.http11 import Request
@@ -35,22 +32,15 @@ if TYPE_CHECKING:
     from websockets.datastructures import Headers
     from websockets.protocol import Event
 
+# fmt: off
 __all__ = [
-    "GOING_AWAY",
-    "INTERNAL_ERROR",
-    "MESSAGE_TOO_BIG",
-    "NORMAL_CLOSURE",
-    "POLICY_VIOLATION",
-    "PROTOCOL_ERROR",
-    "Accept",
-    "ConnectionClosed",
-    "HandshakeRequest",
-    "Reject",
-    "WebSocket",
-    "accept_websocket",
+    "ABNORMAL_CLOSURE", "GOING_AWAY", "INTERNAL_ERROR", "INVALID_DATA", "MESSAGE_TOO_BIG", "NORMAL_CLOSURE",
+    "POLICY_VIOLATION", "PROTOCOL_ERROR", "UNSUPPORTED_DATA", "Accept", "ConnectionClosed", "HandshakeRequest",
+    "Reject", "WebSocket", "accept_websocket",
 ]
+# fmt: on
 
-# Close codes (RFC 6455 §7.4.1) the gateway uses.
+# Close codes (RFC 6455 §7.4.1).
 NORMAL_CLOSURE: Final = 1000
 GOING_AWAY: Final = 1001  # server shutdown
 PROTOCOL_ERROR: Final = 1002
@@ -67,10 +57,8 @@ _RECEIVE_BYTES: Final = 65536
 class ConnectionClosed(Exception):
     """The WebSocket connection is over; raised by every operation after that.
 
-    Attributes:
-        code: the peer's close code if it sent a close frame, else the one we sent (e.g. 1009 for a message
-            that was too big), else 1006 (the stream broke or ended without a close frame).
-        reason: the matching close reason, or a short description of the stream failure.
+    ``code`` is the peer's close code if it sent a close frame, else ours (1009 for a message too big), else
+    1006 (the stream broke or ended without one); ``reason`` goes with it.
     """
 
     def __init__(self, code: int, reason: str = "") -> None:
@@ -83,10 +71,8 @@ class ConnectionClosed(Exception):
 class HandshakeRequest:
     """What :func:`accept_websocket`'s ``decide`` callback sees of an upgrade request.
 
-    Attributes:
-        path: the request target, query included, still percent-encoded (``/ocpp/CP%201``).
-        headers: the request headers; ``Authorization`` carries HTTP Basic credentials.
-        subprotocols: offered ``Sec-WebSocket-Protocol`` values, in the client's order of preference.
+    ``path`` is the request target with its query, still percent-encoded (``/ocpp/CP%201``); ``subprotocols``
+    lists the offered ``Sec-WebSocket-Protocol`` values in the client's order of preference.
     """
 
     path: str
@@ -96,12 +82,10 @@ class HandshakeRequest:
 
 @dataclass
 class Accept:
-    """Complete the handshake.
+    """Complete the handshake with one of the offered subprotocols.
 
-    Attributes:
-        subprotocol: one of the offered subprotocols, or ``None`` to answer without the header (OCPP-J 1.6
-            Part 4: when no offered version is supported; the caller then closes). A value the client did
-            not offer is treated as ``None``, since the client would reject it.
+    ``None`` answers without the header, as OCPP-J asks when no offered version is supported (the caller then
+    closes). A value the client did not offer is treated as ``None``: the client would fail on it.
     """
 
     subprotocol: str | None
@@ -135,8 +119,7 @@ async def accept_websocket(
         close_timeout_s: bound on :meth:`WebSocket.close`.
 
     Returns:
-        The open WebSocket, or None when the handshake failed or was rejected. The peer then got a 4xx
-        response where HTTP allowed one, and the stream is closed.
+        The open WebSocket, or None after a failed, rejected or timed-out handshake (the stream is closed).
 
     Raises:
         Exception: whatever ``decide`` raises; the stream is closed first.
@@ -172,8 +155,10 @@ async def _handshake(
         if events:
             break
         if protocol.handshake_exc is not None:
-            # Not HTTP at all (the protocol just gives up), or a line too long (it queued a 414/431).
-            await stream.send_all(b"".join(protocol.data_to_send()) or _bad_request(protocol))
+            # Not HTTP at all (the protocol sends nothing, so we send a 400), or a line too long (it queued
+            # a 414/431).
+            response = protocol.reject(400, "Failed to open a WebSocket connection: invalid HTTP request.\n")
+            await stream.send_all(b"".join(protocol.data_to_send()) or response.serialize())
             return None
     request = events[0]
     assert isinstance(request, Request)
@@ -197,17 +182,11 @@ async def _handshake(
     return WebSocket(stream, protocol, events[1:], close_timeout_s=close_timeout_s)
 
 
-def _bad_request(protocol: ServerProtocol) -> bytes:
-    """Serialise a 400 for a request the protocol could not parse (it sends nothing itself)."""
-    return protocol.reject(400, "Failed to open a WebSocket connection: invalid HTTP request.\n").serialize()
-
-
 class WebSocket:
     """One open server-side WebSocket connection carrying text messages.
 
-    Reading is driven by whoever calls :meth:`receive_text` (the gateway's reader task); pongs for
-    :meth:`ping` and the peer's half of :meth:`close` arrive through it. When no task is reading,
-    :meth:`close` reads by itself.
+    Whoever calls :meth:`receive_text` (the gateway's reader task) drives reading, and so delivers the pongs
+    :meth:`ping` waits for. :meth:`close` reads by itself when no task is reading.
 
     Args:
         stream: the upgraded connection; owned by this object from now on.
@@ -259,18 +238,14 @@ class WebSocket:
         """Send one text message; returns once it is handed to the stream.
 
         Raises:
-            ConnectionClosed: the connection is closing or closed.
+            ConnectionClosed: the connection is closing or closed, or the stream broke.
         """
-        if self._protocol.state is not State.OPEN:
-            raise self._closed or self._closed_exception()
+        self._check_open()
         self._protocol.send_text(text.encode())
         await self._flush()
 
     async def ping(self, timeout_s: float) -> bool:
-        """Send a ping and wait for its pong; needs a task reading with :meth:`receive_text`.
-
-        Args:
-            timeout_s: how long to wait for the pong.
+        """Send a ping and wait up to ``timeout_s`` for its pong, which a task in :meth:`receive_text` reads.
 
         Returns:
             True when the pong came back in time, False on timeout or if the connection ended meanwhile.
@@ -278,8 +253,7 @@ class WebSocket:
         Raises:
             ConnectionClosed: the connection was already closing or closed.
         """
-        if self._protocol.state is not State.OPEN:
-            raise self._closed or self._closed_exception()
+        self._check_open()
         payload = next(self._ping_ids).to_bytes(8, "big")
         event = self._pings[payload] = trio.Event()
         try:
@@ -309,7 +283,7 @@ class WebSocket:
             with trio.move_on_after(self._close_timeout_s):
                 try:
                     if self._protocol.state is State.OPEN:
-                        self._protocol.send_close(code, reason)
+                        self._send_close(code, reason)
                         await self._flush()
                     while self._closed is None:
                         await self._pump()
@@ -319,11 +293,16 @@ class WebSocket:
                 self._finish(ConnectionClosed(code, reason))
             await trio.aclose_forcefully(self._stream)
 
-    async def _pump(self) -> None:
-        """Read one chunk and process it; if another task is reading, wait for its chunk instead.
+    def _send_close(self, code: int, reason: str) -> None:
+        """Queue a close frame; a reason is cut to fit the frame, an invalid code becomes 1011."""
+        reason = reason.encode()[:123].decode(errors="ignore")
+        try:
+            self._protocol.send_close(code, reason)
+        except ProtocolError:  # raised before the protocol changes state, so a second try is safe
+            self._protocol.send_close(INTERNAL_ERROR, reason)
 
-        Never raises ConnectionClosed: a failure is recorded in ``self._closed`` for the caller to check.
-        """
+    async def _pump(self) -> None:
+        """Read and process one chunk, or wait for the task already reading; failures go to ``_closed``."""
         if self._reading:
             await self._read_done.wait()
             return
@@ -363,11 +342,14 @@ class WebSocket:
                     event.set()
 
     def _text_part(self, frame: Frame) -> None:
-        """Add a text frame or continuation; queue the message once its final fragment is in."""
-        if frame.fin and self._fragments is None:
-            data = frame.data  # the common case: an unfragmented message
-        else:
-            self._fragments = [*(self._fragments or []), frame.data]
+        """Add a text frame or continuation; queue the message once its final fragment is in.
+
+        The protocol has already failed the connection on a misplaced continuation frame.
+        """
+        data = frame.data  # the common case: an unfragmented message
+        if not frame.fin or self._fragments is not None:
+            self._fragments = self._fragments or []
+            self._fragments.append(frame.data)
             if not frame.fin:
                 return
             data, self._fragments = b"".join(self._fragments), None
@@ -377,11 +359,7 @@ class WebSocket:
             self._protocol.fail(INVALID_DATA, "invalid UTF-8")
 
     async def _flush(self) -> None:
-        """Write whatever the protocol queued, in order, under the send lock.
-
-        Raises:
-            ConnectionClosed: the stream broke; the connection is marked closed.
-        """
+        """Write whatever the protocol queued, in order, under the send lock; ConnectionClosed if it breaks."""
         async with self._send_lock:
             chunks = self._protocol.data_to_send()
             if not chunks:
@@ -398,6 +376,13 @@ class WebSocket:
                 self._finish(ConnectionClosed(ABNORMAL_CLOSURE, type(exc).__name__))
                 assert self._closed is not None
                 raise self._closed from None
+
+    def _check_open(self) -> None:
+        """Raise ConnectionClosed unless messages can still be sent."""
+        if self._closed is not None:
+            raise self._closed
+        if self._protocol.state is not State.OPEN:
+            raise self._closed_exception()
 
     def _closed_exception(self) -> ConnectionClosed:
         """Describe how the protocol ended: the peer's close frame, else ours, else abnormal closure."""

@@ -5,19 +5,23 @@ Tests talk to it over a real socket, as a client would. httpx runs on Trio throu
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-import trio
 
 from csms.api.app import create_app
 from csms.api.server import serve_api
 from csms.config import Settings
 from csms.store.apikeys import create_api_key
-from csms.store.db import Database
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    import trio
+
+    from csms.store.db import Database
 
 DOCUMENTS = Path(__file__).resolve().parents[2] / "graphql"
 

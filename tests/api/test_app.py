@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -11,6 +11,9 @@ import trio
 from csms.api import graphiql
 from csms.store.db import Database, open_database
 from tests.api.conftest import start_api
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 async def test_healthz_ok(client: httpx.AsyncClient) -> None:
@@ -44,13 +47,18 @@ async def test_graphiql_page_from_local_assets(client: httpx.AsyncClient, assets
     assert response.headers["content-type"].startswith("text/html")
     assert "default-src 'self'" in response.headers["content-security-policy"]
     page = response.text
-    assert "/graphiql/static/graphiql.min.js" in page and "/graphiql/static/csms-graphiql.js" in page
+    assert "/graphiql/static/graphiql.min.js" in page
+    assert "/graphiql/static/csms-graphiql.js" in page
     # Everything the page loads comes from this server.
-    assert "https://" not in page and "http://" not in page and "//unpkg" not in page
+    assert "https://" not in page
+    assert "http://" not in page
+    assert "//unpkg" not in page
     boot = await client.get("/graphiql/static/csms-graphiql.js")
-    assert boot.status_code == 200 and "isHeadersEditorEnabled: true" in boot.text
+    assert boot.status_code == 200
+    assert "isHeadersEditorEnabled: true" in boot.text
     asset = await client.get("/graphiql/static/graphiql.min.css")
-    assert asset.status_code == 200 and asset.text == "/* graphiql.min.css */\n"
+    assert asset.status_code == 200
+    assert asset.text == "/* graphiql.min.css */\n"
     assert asset.headers["content-type"].startswith("text/css")
 
 

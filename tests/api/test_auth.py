@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import httpx
-import pytest
+from typing import TYPE_CHECKING
 
-from graphql import build_schema
+import pytest
 
 from csms.api.schema import schema
 from csms.store.apikeys import parse_token, revoke_api_key
-from csms.store.db import Database
+from graphql import build_schema
 from tests.api.conftest import error_codes, gql
+
+if TYPE_CHECKING:
+    import httpx
+
+    from csms.store.db import Database
 
 ROOT_FIELDS = {
     "stations": "{ stations { id } }",

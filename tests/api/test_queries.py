@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-import psycopg
-
-from csms.store.db import Database
 from tests.api.conftest import document, error_codes, gql
+
+if TYPE_CHECKING:
+    import httpx
+    import psycopg
+
+    from csms.store.db import Database
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 
@@ -67,7 +69,9 @@ async def test_stations_list(client: httpx.AsyncClient, db: Database, token: str
     stations = {s["id"]: s for s in result["data"]["stations"]}
     assert list(stations) == ["CP1", "CP2", "CP3"]
     cp1 = stations["CP1"]
-    assert cp1["vendor"] == "ACME" and cp1["serialNumber"] == "SN1" and cp1["firmwareVersion"] == "1.2.3"
+    assert cp1["vendor"] == "ACME"
+    assert cp1["serialNumber"] == "SN1"
+    assert cp1["firmwareVersion"] == "1.2.3"
     assert cp1["registrationStatus"] == "Accepted"
     assert datetime.fromisoformat(cp1["lastSeen"]) == T0
     assert [c["connectorId"] for c in cp1["connectors"]] == [0, 1, 2]
@@ -79,7 +83,8 @@ async def test_stations_list(client: httpx.AsyncClient, db: Database, token: str
         "updatedAt": T0.isoformat(),
     }
     assert [stations[s]["connected"] for s in ("CP1", "CP2", "CP3")] == [True, False, False]
-    assert stations["CP3"]["connectors"] == [] and stations["CP3"]["lastSeen"] is None
+    assert stations["CP3"]["connectors"] == []
+    assert stations["CP3"]["lastSeen"] is None
 
 
 async def test_one_station_and_unknown_station(client: httpx.AsyncClient, db: Database, token: str) -> None:
@@ -109,7 +114,8 @@ async def test_sibling_async_fields_and_async_list_items(client: httpx.AsyncClie
     assert data is not None
     assert [s["connected"] for s in data["stations"]] == [True, False, False]
     assert [len(s["connectors"]) for s in data["stations"]] == [3, 1, 0]
-    assert data["a"]["connected"] is True and len(data["a"]["connectors"]) == 3
+    assert data["a"]["connected"] is True
+    assert len(data["a"]["connectors"]) == 3
     assert data["b"] == {"connected": False, "connectors": [{"status": "Available"}]}
     assert data["c"] == {"connected": False, "connectors": []}
 
@@ -139,9 +145,12 @@ async def test_transactions_pagination(client: httpx.AsyncClient, db: Database, 
     everything = await gql(client, query, {}, token=token, operation="Transactions")
     assert len(everything["data"]["transactions"]["edges"]) == 7
     stopped = next(e["node"] for e in everything["data"]["transactions"]["edges"] if e["node"]["id"] == ids[1])
-    assert stopped["energyWh"] == 500 and stopped["stopReason"] == "Local" and stopped["meterStopWh"] == 1500
+    assert stopped["energyWh"] == 500
+    assert stopped["stopReason"] == "Local"
+    assert stopped["meterStopWh"] == 1500
     running = next(e["node"] for e in everything["data"]["transactions"]["edges"] if e["node"]["id"] == ids[0])
-    assert running["stoppedAt"] is None and running["energyWh"] is None
+    assert running["stoppedAt"] is None
+    assert running["energyWh"] is None
     empty = await gql(client, query, {"stationId": "CP3"}, token=token, operation="Transactions")
     assert empty["data"]["transactions"] == {"edges": [], "pageInfo": {"hasNextPage": False, "endCursor": None}}
 
@@ -186,7 +195,9 @@ async def test_meter_values(client: httpx.AsyncClient, db: Database, token: str)
     )
     values = result["data"]["meterValues"]
     assert [v["value"] for v in values] == ["1000", "7200.5", "1200"]
-    assert values[0]["transactionId"] == tx and values[0]["connectorId"] == 1 and values[0]["phase"] is None
+    assert values[0]["transactionId"] == tx
+    assert values[0]["connectorId"] == 1
+    assert values[0]["phase"] is None
     assert datetime.fromisoformat(values[2]["sampledAt"]) == T0 + timedelta(minutes=2)
     none = await gql(
         client, document("transactions.graphql"), {"transactionId": 999}, token=token, operation="MeterValues"
@@ -203,4 +214,5 @@ async def test_unexpected_errors_are_masked(client: httpx.AsyncClient, db: Datab
     assert error_codes(result) == ["INTERNAL_SERVER_ERROR"]
     [error] = result["errors"]
     assert error["message"] == "Internal server error."
-    assert "meter_values" not in str(result) and "Traceback" not in str(result)
+    assert "meter_values" not in str(result)
+    assert "Traceback" not in str(result)

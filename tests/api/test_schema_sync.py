@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from graphql import build_schema, parse, validate
 
 from csms.api.export_schema import REGENERATE, SCHEMA_FILE, render_sdl
+from graphql import build_schema, parse, validate
 
 DOCUMENTS = sorted((Path(__file__).resolve().parents[2] / "graphql").glob("*"))
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import graphql
 import pytest
 import trio
-from graphql import graphql as execute_graphql
 
+import graphql
 from csms.api import trio_gather
+from graphql import graphql as execute_graphql
 
 
 def make_schema(log: list[str]) -> graphql.GraphQLSchema:
@@ -70,7 +70,8 @@ async def test_error_in_one_field_is_located_and_siblings_still_resolve() -> Non
     assert result.data == {"fast": "fast", "boom": None, "items": [0, 1, 2]}
     assert result.errors is not None
     [error] = result.errors
-    assert error.message == "boom" and error.path == ["boom"]
+    assert error.message == "boom"
+    assert error.path == ["boom"]
 
 
 async def test_first_error_cancels_the_rest() -> None:

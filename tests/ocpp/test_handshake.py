@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 
-import pytest
 import trio
 import trio_websocket
 

@@ -62,6 +62,7 @@ class StationConnection:
         self.cancel_scope = trio.CancelScope()
         self.close_code = 1000
         self.close_reason = ""
+        self.close_timeout_s: float | None = None  # None: the WebSocket's default
 
     async def run(self) -> None:
         """Read and answer until the socket closes or :meth:`stop` is called; then close the socket."""
@@ -81,7 +82,7 @@ class StationConnection:
                 self._pending.closed = True
                 self._pending.done.set()
             with trio.CancelScope(shield=True):
-                await self.ws.close(self.close_code, self.close_reason)
+                await self.ws.close(self.close_code, self.close_reason, timeout_s=self.close_timeout_s)
 
     def stop(self, code: int, reason: str) -> None:
         """Ask the connection to end and close its socket with ``code``."""
@@ -97,6 +98,7 @@ class StationConnection:
                 return  # the reader sees the close too and ends the connection
             if not answered:
                 log.info("%s did not answer a ping; closing", self.station_id)
+                self.close_timeout_s = 1.0  # it is not answering: don't wait long for its close frame
                 self.stop(1011, "ping timeout")
                 return
 

@@ -266,7 +266,7 @@ class WebSocket:
         finally:
             self._pings.pop(payload, None)
 
-    async def close(self, code: int = NORMAL_CLOSURE, reason: str = "") -> None:
+    async def close(self, code: int = NORMAL_CLOSURE, reason: str = "", *, timeout_s: float | None = None) -> None:
         """Run the closing handshake, then close the stream. Idempotent; never raises.
 
         The wait for the peer's close frame is bounded by ``close_timeout_s`` and shielded from
@@ -275,12 +275,13 @@ class WebSocket:
         Args:
             code: the close code to send, e.g. :data:`GOING_AWAY`.
             reason: a short reason (at most 123 bytes in UTF-8).
+            timeout_s: overrides ``close_timeout_s``; short for a peer already known to be unresponsive.
         """
         if self._close_started:
             return
         self._close_started = True
         with trio.CancelScope(shield=True):
-            with trio.move_on_after(self._close_timeout_s):
+            with trio.move_on_after(self._close_timeout_s if timeout_s is None else timeout_s):
                 try:
                     if self._protocol.state is State.OPEN:
                         self._send_close(code, reason)

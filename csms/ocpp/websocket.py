@@ -155,8 +155,7 @@ async def _handshake(
         if events:
             break
         if protocol.handshake_exc is not None:
-            # Not HTTP at all (the protocol sends nothing, so we send a 400), or a line too long (it queued
-            # a 414/431).
+            # Not HTTP (the protocol sends nothing: we send a 400), or a line too long (it queued a 414/431).
             response = protocol.reject(400, "Failed to open a WebSocket connection: invalid HTTP request.\n")
             await stream.send_all(b"".join(protocol.data_to_send()) or response.serialize())
             return None

@@ -24,7 +24,7 @@ import trio
 from csms.api.app import create_app
 from csms.api.server import serve_api
 from csms.ocpp.gateway import Gateway
-from csms.ocpp.handlers.context import Deps
+from csms.ocpp.handlers.context import Deps, VendorHandler
 from csms.ocpp.router import ROUTES_16
 from csms.services.commands import ChargerCommands
 from csms.services.commit import GroupCommitter
@@ -77,8 +77,9 @@ def _create_database(base_uri: str, name: str) -> None:
 class Csms:
     """A whole csms node. ``await nursery.start(csms.run)`` returns :class:`Ready`."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, vendors: dict[str, VendorHandler] | None = None) -> None:
         self.settings = settings
+        self.vendors = dict(vendors or {})  # DataTransfer handlers by vendorId
         self.node_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stop = trio.Event()
         self.gateway: Gateway | None = None
@@ -108,7 +109,7 @@ class Csms:
                                       accept_unknown=s.accept_unknown_stations)
             self.stations = stations
             deps = Deps(stations=stations, transactions=TransactionService(committer),
-                        heartbeat_interval_s=s.heartbeat_interval_s)
+                        heartbeat_interval_s=s.heartbeat_interval_s, vendors=self.vendors)
             gateway = Gateway(s, deps, ROUTES_16, journal)
             self.gateway = gateway
             self.commands = ChargerCommands(gateway.send_call)

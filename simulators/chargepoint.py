@@ -183,26 +183,34 @@ class ChargePoint(TransactionsMixin, RpcMixin):
             headers.append((b"Authorization", f"Basic {token}".encode()))
         url = self.url + self.station_id
         log.info("%s connecting to %s", self.station_id, url)
-        async with trio_websocket.open_websocket_url(
-            url, subprotocols=self.subprotocols, extra_headers=headers, disconnect_timeout=1.0
-        ) as ws:
-            self._ws = ws
-            try:
-                async with trio.open_nursery() as conn:
-                    self._conn_scope = conn.cancel_scope
-                    conn.start_soon(self._guard, self._reader, ws)
-                    await self._guard(self._boot_and_announce, on_ready)
-                    if not conn.cancel_scope.cancel_called:
-                        conn.start_soon(self._guard, self._heartbeat_loop)
-                        conn.start_soon(self._guard, self._replay)
-            finally:
-                self._ws = None
-                self._conn_scope = None
-                self._not_ready()
-                for pending in [*self._pending.values(), self._raw_waiter]:
-                    if pending is not None:
-                        pending.done.set()  # no frame: the waiter raises ConnectionLost
-                log.info("%s disconnected", self.station_id)
+        opened: trio_websocket.WebSocketConnection | None = None
+        try:
+            async with trio_websocket.open_websocket_url(
+                url, subprotocols=self.subprotocols, extra_headers=headers, disconnect_timeout=1.0
+            ) as ws:
+                opened = ws
+                self._ws = ws
+                try:
+                    async with trio.open_nursery() as conn:
+                        self._conn_scope = conn.cancel_scope
+                        conn.start_soon(self._guard, self._reader, ws)
+                        await self._guard(self._boot_and_announce, on_ready)
+                        if not conn.cancel_scope.cancel_called:
+                            conn.start_soon(self._guard, self._heartbeat_loop)
+                            conn.start_soon(self._guard, self._replay)
+                finally:
+                    self._ws = None
+                    self._conn_scope = None
+                    self._not_ready()
+                    for pending in [*self._pending.values(), self._raw_waiter]:
+                        if pending is not None:
+                            pending.done.set()  # no frame: the waiter raises ConnectionLost
+                    log.info("%s disconnected", self.station_id)
+        finally:
+            if opened is not None:
+                # trio-websocket 0.12 leaves its socket open when the server closes first; close it here.
+                with trio.CancelScope(shield=True):
+                    await trio.aclose_forcefully(opened._stream)
 
     async def _guard(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
         """Run a per-connection task; a dead socket ends the whole connection instead of crashing ``run``."""

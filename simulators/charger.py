@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
     try:
         trio.run(run_chargers, args)
-    except KeyboardInterrupt:
+    except* KeyboardInterrupt:  # trio wraps the interrupt in an exception group
         log.info("stopped")
 
 

@@ -107,10 +107,10 @@ def node_settings(db_url: str, **overrides: object) -> Settings:
 
 
 @asynccontextmanager
-async def running_node(settings: Settings) -> AsyncIterator[Node]:
+async def running_node(settings: Settings, **csms_kwargs: Any) -> AsyncIterator[Node]:
     """Run a csms node for the duration of the block, then stop it gracefully."""
     async with trio.open_nursery() as nursery:
-        csms = Csms(settings)
+        csms = Csms(settings, **csms_kwargs)
         ready = await nursery.start(csms.run)
         assert csms.db is not None
         try:

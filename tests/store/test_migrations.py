@@ -71,5 +71,5 @@ def test_failed_migration_rolls_back(db_url: str, tmp_path: Path) -> None:
 
 def test_misnamed_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "1_bad.sql").write_text("SELECT 1;")
-    with pytest.raises(MigrationError, match="0001_name.sql"):
+    with pytest.raises(MigrationError, match=r"0001_name\.sql"):
         load_migrations(tmp_path)

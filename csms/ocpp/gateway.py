@@ -137,17 +137,13 @@ class Gateway:
             log.info("%s reconnected; closing its previous connection", station_id)
             previous.stop(1000, "replaced by a new connection")
         log.info("%s connected", station_id)
+        self._deps.stations.connected(station_id)
         try:
-            await self._deps.stations.connected(station_id)
             await conn.run()
         finally:
             if self._connections.get(station_id) is conn:
                 del self._connections[station_id]
-                with trio.CancelScope(shield=True), trio.move_on_after(5):
-                    try:
-                        await self._deps.stations.disconnected(station_id)
-                    except Exception as exc:
-                        log.warning("%s: could not record disconnect: %s", station_id, exc)
+                self._deps.stations.disconnected(station_id)
 
     async def _decide(self, req: HandshakeRequest, station: dict[str, str]) -> Accept | Reject:
         prefix = self._settings.ocpp_path_prefix

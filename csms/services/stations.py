@@ -71,14 +71,14 @@ class StationService:
         self.node_id = node_id
         self.accept_unknown = accept_unknown
         self._seen: dict[str, datetime] = {}
+        # Socket changes on this node not yet written to charger_connections (True = connected).
+        self._links: dict[str, bool] = {}
 
     async def lookup_for_handshake(self, station_id: str) -> store.StationAuth | None:
         """Find the station a charger claims to be; registers it first in accept-unknown mode."""
-        auth = await self.db.run(store.get_station_auth, station_id)
-        if auth is None and self.accept_unknown:
-            await self.db.run(store.add_station, station_id, None)
+        auth, created = await self.db.run(_lookup, station_id, self.accept_unknown)
+        if created:
             log.info("registered unknown station %s (accept-unknown mode)", station_id)
-            auth = await self.db.run(store.get_station_auth, station_id)
         return auth
 
     async def check_password(self, auth: store.StationAuth | None, password: str) -> bool:
@@ -94,7 +94,7 @@ class StationService:
     async def boot(self, station_id: str, payload: dict[str, Any]) -> str:
         """Persist what the charger says about itself; returns its registration status."""
         self.touch(station_id)
-        return await self.db.run(store.record_boot, station_id, payload)
+        return await self.committer.submit(lambda conn: store.record_boot(conn, station_id, payload))
 
     def touch(self, station_id: str) -> None:
         """Note that the station was heard from now (flushed later)."""
@@ -118,19 +118,24 @@ class StationService:
         row = await self.db.run(store.get_id_tag, id_tag)
         return id_tag_info(row, utcnow())
 
-    async def connected(self, station_id: str) -> None:
-        """This node now holds the station's socket."""
-        self.touch(station_id)
-        await self.db.run(store.set_connected, station_id, self.node_id)
+    def connected(self, station_id: str) -> None:
+        """This node now holds the station's socket (written with the next presence flush).
 
-    async def disconnected(self, station_id: str) -> None:
-        """The station's socket on this node closed."""
-        await self.db.run(store.set_disconnected, station_id, self.node_id)
+        Connection state is informational (the API's ``connected``), so it is batched like last-seen
+        times instead of costing every handshake a database round trip.
+        """
+        self.touch(station_id)
+        self._links[station_id] = True
+
+    def disconnected(self, station_id: str) -> None:
+        """The station's socket on this node closed (written with the next presence flush)."""
+        self._links[station_id] = False
 
     async def flush_presence(self) -> None:
-        """Write buffered last-seen times and this node's liveness."""
+        """Write buffered last-seen times, connection changes and this node's liveness."""
         seen, self._seen = self._seen, {}
-        await self.db.run(_flush, seen, self.node_id)
+        links, self._links = self._links, {}
+        await self.db.run(_flush, seen, links, self.node_id)
 
     async def run_presence(self, *, interval_s: float = 5.0,
                            task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -150,9 +155,18 @@ class StationService:
                 await self.db.run(store.node_gone, self.node_id)
 
 
-def _flush(conn: Conn, seen: dict[str, datetime], node_id: str) -> None:
-    store.touch_last_seen(conn, seen)
+def _flush(conn: Conn, seen: dict[str, datetime], links: dict[str, bool], node_id: str) -> None:
     store.node_alive(conn, node_id)
+    store.touch_last_seen(conn, seen)
+    store.set_links(conn, node_id, [s for s, up in links.items() if up], [s for s, up in links.items() if not up])
+
+
+def _lookup(conn: Conn, station_id: str, create: bool) -> tuple[store.StationAuth | None, bool]:
+    auth = store.get_station_auth(conn, station_id)
+    if auth is not None or not create:
+        return auth, False
+    store.add_station(conn, station_id, None)
+    return store.get_station_auth(conn, station_id), True
 
 
 def id_tag_info(row: store.IdTagRow | None, now: datetime) -> IdTagInfo:

@@ -184,17 +184,19 @@ def node_gone(conn: Conn, node_id: str) -> None:
     conn.execute("DELETE FROM nodes WHERE node_id = %s", (node_id,))
 
 
-def set_connected(conn: Conn, station_id: str, node_id: str) -> None:
-    """Record that this node now holds the station's socket."""
-    conn.execute(
-        """INSERT INTO charger_connections (station_id, node_id) VALUES (%s, %s)
-           ON CONFLICT (station_id) DO UPDATE SET node_id = EXCLUDED.node_id, connected_at = now()""",
-        (station_id, node_id),
-    )
+def set_links(conn: Conn, node_id: str, connected: list[str], disconnected: list[str]) -> None:
+    """Record which stations this node now holds, and which it lost.
 
-
-def set_disconnected(conn: Conn, station_id: str, node_id: str) -> None:
-    """Remove the connection row, unless another node has taken the station over since."""
-    conn.execute(
-        "DELETE FROM charger_connections WHERE station_id = %s AND node_id = %s", (station_id, node_id)
-    )
+    A disconnect removes the row only if it is still this node's: another node may have taken the
+    station over since.
+    """
+    if disconnected:
+        conn.execute("DELETE FROM charger_connections WHERE node_id = %s AND station_id = ANY(%s)",
+                     (node_id, disconnected))
+    if connected:
+        conn.execute(
+            """INSERT INTO charger_connections (station_id, node_id)
+               SELECT s, %s FROM unnest(%s::text[]) AS s WHERE EXISTS (SELECT 1 FROM stations WHERE id = s)
+               ON CONFLICT (station_id) DO UPDATE SET node_id = EXCLUDED.node_id, connected_at = now()""",
+            (node_id, connected),
+        )

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import trio
 
-from csms.store.transactions import MeterRow, insert_meter_rows
+from csms.services.clock import EARLIEST_PLAUSIBLE, MAX_FUTURE_SKEW
+from csms.store.transactions import MeterSamples, insert_meter_samples
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -39,7 +40,7 @@ class CommitError(Exception):
 @dataclass(eq=False)
 class _Op(Generic[T]):
     fn: Callable[[Conn], T] | None
-    rows: list[MeterRow]
+    rows: list[MeterSamples]
     done: trio.Event = field(default_factory=trio.Event)
     result: Any = None
     error: BaseException | None = None
@@ -57,8 +58,8 @@ class GroupCommitter:
         self.batches = 0
         self.operations = 0
 
-    async def submit(self, fn: Callable[[Conn], T], rows: list[MeterRow] | None = None) -> T:
-        """Queue ``fn`` (and meter rows to insert) and wait until they are committed.
+    async def submit(self, fn: Callable[[Conn], T], rows: list[MeterSamples] | None = None) -> T:
+        """Queue ``fn`` (and meter samples to insert) and wait until they are committed.
 
         Returns:
             What ``fn`` returned inside the committed transaction.
@@ -74,8 +75,8 @@ class GroupCommitter:
             raise CommitError(str(op.error)) from op.error
         return op.result  # type: ignore[no-any-return]
 
-    async def submit_rows(self, rows: list[MeterRow]) -> None:
-        """Queue meter rows alone and wait until they are committed."""
+    async def submit_rows(self, rows: list[MeterSamples]) -> None:
+        """Queue meter samples alone and wait until they are committed."""
         await self.submit(_noop, rows)
 
     def close(self) -> None:
@@ -139,5 +140,5 @@ def _noop(conn: Conn) -> None:
 
 def _apply_batch(conn: Conn, batch: list[_Op[Any]]) -> list[Any]:
     rows = [row for op in batch for row in op.rows]
-    insert_meter_rows(conn, rows)
+    insert_meter_samples(conn, rows, EARLIEST_PLAUSIBLE, MAX_FUTURE_SKEW)
     return [op.fn(conn) if op.fn is not None else None for op in batch]

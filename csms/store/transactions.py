@@ -10,26 +10,25 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from datetime import datetime
+    from datetime import datetime, timedelta
 
     from csms.store.db import Conn
 
 
 @dataclass(frozen=True, slots=True)
-class MeterRow:
-    """One sampled value, ready to insert."""
+class MeterSamples:
+    """The ``meterValue`` list of one message, as JSON text, and where it belongs.
+
+    PostgreSQL expands it into one ``meter_values`` row per sampled value (see
+    :func:`insert_meter_samples`): that keeps the per-value work out of the csms process, where it
+    competed with the event loop for the interpreter lock.
+    """
 
     station_id: str
     connector_id: int
     transaction_id: int | None
-    sampled_at: datetime
-    measurand: str
-    phase: str | None
-    unit: str | None
-    context: str
-    location: str | None
-    format: str | None
-    value: str
+    meter_values_json: str
+    received_at: datetime
     source: str
 
 
@@ -127,21 +126,34 @@ def transaction_start_info(conn: Conn, station_id: str, transaction_id: int) -> 
     return (int(row[0]), int(row[1])) if row else None
 
 
-def insert_meter_rows(conn: Conn, rows: list[MeterRow]) -> None:
-    """Insert many sampled values in one statement; values already stored are skipped."""
-    if not rows:
+# One row per sampled value, with the OCPP 1.6 defaults for omitted fields. A charger timestamp before
+# %(earliest)s or more than %(skew)s after the receive time is not believed: the receive time is used
+# (the same rule as csms.services.clock.charger_time).
+_INSERT_SAMPLES = """
+INSERT INTO meter_values (station_id, connector_id, transaction_id, sampled_at, measurand, phase, unit,
+                          context, location, format, value, source, received_at)
+SELECT m.station_id, m.connector_id, m.transaction_id,
+       CASE WHEN t.ts < %(earliest)s OR t.ts > m.received_at + %(skew)s THEN m.received_at ELSE t.ts END,
+       coalesce(sv->>'measurand', 'Energy.Active.Import.Register'), sv->>'phase', coalesce(sv->>'unit', 'Wh'),
+       coalesce(sv->>'context', 'Sample.Periodic'), coalesce(sv->>'location', 'Outlet'),
+       coalesce(sv->>'format', 'Raw'), sv->>'value', m.source, m.received_at
+FROM unnest(%(station)s::text[], %(connector)s::int[], %(tx)s::int[], %(json)s::jsonb[],
+            %(received)s::timestamptz[], %(source)s::text[])
+         AS m(station_id, connector_id, transaction_id, doc, received_at, source)
+CROSS JOIN LATERAL jsonb_array_elements(m.doc) AS mv
+CROSS JOIN LATERAL (SELECT (mv->>'timestamp')::timestamptz AS ts) AS t
+CROSS JOIN LATERAL jsonb_array_elements(mv->'sampledValue') AS sv
+ON CONFLICT DO NOTHING
+"""
+
+
+def insert_meter_samples(conn: Conn, items: list[MeterSamples], earliest: datetime, skew: timedelta) -> None:
+    """Insert every sampled value of many messages in one statement; values already stored are skipped."""
+    if not items:
         return
-    cols = list(zip(*(
-        (r.station_id, r.connector_id, r.transaction_id, r.sampled_at, r.measurand, r.phase, r.unit,
-         r.context, r.location, r.format, r.value, r.source)
-        for r in rows
-    ), strict=True))
-    conn.execute(
-        """INSERT INTO meter_values (station_id, connector_id, transaction_id, sampled_at, measurand,
-                                     phase, unit, context, location, format, value, source)
-           SELECT * FROM unnest(%s::text[], %s::int[], %s::int[], %s::timestamptz[], %s::text[],
-                                %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
-                                %s::text[])
-           ON CONFLICT DO NOTHING""",
-        [list(c) for c in cols],
-    )
+    conn.execute(_INSERT_SAMPLES, {
+        "earliest": earliest, "skew": skew,
+        "station": [i.station_id for i in items], "connector": [i.connector_id for i in items],
+        "tx": [i.transaction_id for i in items], "json": [i.meter_values_json for i in items],
+        "received": [i.received_at for i in items], "source": [i.source for i in items],
+    })

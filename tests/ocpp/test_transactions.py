@@ -147,3 +147,20 @@ async def test_journal_records_frames(node: Node) -> None:
                 break
             await trio.sleep(0.05)
     assert {d for d, _ in rows} == {"in", "out"}
+
+
+async def test_meter_values_defaults_and_clock_rules(node: Node) -> None:
+    await add_station(node, "TX-8")
+    async with charger(node, "TX-8") as cp:
+        await cp.call("MeterValues", {"connectorId": 1, "meterValue": [
+            {"timestamp": "1999-01-01T00:00:00Z", "sampledValue": [{"value": "10"}]},
+            {"timestamp": "2026-11-26T10:00:00.250+06:00",
+             "sampledValue": [{"value": "7.5", "measurand": "Power.Active.Import", "unit": "kW", "phase": "L1"}]},
+        ]})
+    rows = await _rows(node, "SELECT measurand, unit, context, location, phase, value, transaction_id, "
+                             "sampled_at > now() - interval '1 minute', sampled_at = '2026-11-26T04:00:00.25Z' "
+                             "FROM meter_values ORDER BY id")
+    assert rows == [
+        ("Energy.Active.Import.Register", "Wh", "Sample.Periodic", "Outlet", None, "10", None, True, False),
+        ("Power.Active.Import", "kW", "Sample.Periodic", "Outlet", "L1", "7.5", None, False, True),
+    ]

@@ -69,9 +69,11 @@ class Settings:
     # Group commit: a batch closes at this many operations or after this long, whichever comes first.
     commit_batch_max: int = 500
     commit_batch_wait_s: float = 0.002
+    commit_writers: int = 3
     journal_enabled: bool = True
     journal_retention_days: int = 30
     shutdown_grace_s: float = 10.0
+    gil_switch_interval_s: float = 0.0005
 
     @property
     def production(self) -> bool:
@@ -112,9 +114,11 @@ class Settings:
             max_frame_bytes=_int(e, "CSMS_MAX_FRAME_BYTES", d.max_frame_bytes),
             commit_batch_max=_int(e, "CSMS_COMMIT_BATCH_MAX", d.commit_batch_max),
             commit_batch_wait_s=_float(e, "CSMS_COMMIT_BATCH_WAIT", d.commit_batch_wait_s),
+            commit_writers=_int(e, "CSMS_COMMIT_WRITERS", d.commit_writers),
             journal_enabled=_bool(e, "CSMS_JOURNAL", d.journal_enabled),
             journal_retention_days=_int(e, "CSMS_JOURNAL_RETENTION_DAYS", d.journal_retention_days),
             shutdown_grace_s=_float(e, "CSMS_SHUTDOWN_GRACE", d.shutdown_grace_s),
+            gil_switch_interval_s=_float(e, "CSMS_GIL_SWITCH_INTERVAL", d.gil_switch_interval_s),
         )
         if bool(s.ocpp_tls_cert) != bool(s.ocpp_tls_key):
             raise ConfigError("CSMS_OCPP_TLS_CERT and CSMS_OCPP_TLS_KEY must be set together")

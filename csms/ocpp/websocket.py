@@ -214,6 +214,8 @@ class WebSocket:
         self._reading = False
         self._read_done = trio.Event()  # set and replaced after every read, for tasks waiting on a reader
         self._closed: ConnectionClosed | None = None
+        #: trio.current_time() of the last bytes from the peer (any frame, pongs included).
+        self.last_received = trio.current_time()
         self._close_started = False
         self._handle_frames(events)
 
@@ -241,6 +243,16 @@ class WebSocket:
         """
         self._check_open()
         self._protocol.send_text(text.encode())
+        await self._flush()
+
+    async def send_ping(self) -> None:
+        """Send a ping without waiting for its pong (the pong shows up in :attr:`last_received`).
+
+        Raises:
+            ConnectionClosed: the connection is closing or closed, or the stream broke.
+        """
+        self._check_open()
+        self._protocol.send_ping(next(self._ping_ids).to_bytes(8, "big"))
         await self._flush()
 
     async def ping(self, timeout_s: float) -> bool:
@@ -309,6 +321,7 @@ class WebSocket:
         self._reading = True
         try:
             data = await self._stream.receive_some(_RECEIVE_BYTES)
+            self.last_received = trio.current_time()
             if data:
                 self._protocol.receive_data(data)
             else:
@@ -360,7 +373,15 @@ class WebSocket:
 
     async def _flush(self) -> None:
         """Write whatever the protocol queued, in order, under the send lock; ConnectionClosed if it breaks."""
-        async with self._send_lock:
+        lock = self._send_lock
+        if not self._protocol.writes and not lock.locked():
+            # Nothing queued (the common case after a read): skip the lock, which would cost a checkpoint.
+            return
+        try:
+            lock.acquire_nowait()  # uncontended: no extra checkpoint; send_all below is one
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
             chunks = self._protocol.data_to_send()
             if not chunks:
                 return
@@ -376,6 +397,8 @@ class WebSocket:
                 self._finish(ConnectionClosed(ABNORMAL_CLOSURE, type(exc).__name__))
                 assert self._closed is not None
                 raise self._closed from None
+        finally:
+            lock.release()
 
     def _check_open(self) -> None:
         """Raise ConnectionClosed unless messages can still be sent."""

@@ -1,9 +1,14 @@
 """Group commit: many small billing-relevant writes from many chargers, one transaction.
 
 A handler calls :meth:`GroupCommitter.submit` and gets its answer only after COMMIT, so a charger
-that got a CALLRESULT never needs to resend (DESIGN.md "Hot paths"). One writer task takes whatever
+that got a CALLRESULT never needs to resend (DESIGN.md "Hot paths"). A writer task takes whatever
 is queued (up to ``max_batch`` operations, waiting at most ``max_wait_s`` for more), merges all meter
-rows into one INSERT, runs the other operations in order, and commits once.
+samples into one INSERT, runs the other operations in order, and commits once.
+
+A few writers run at once so that one batch's round trips overlap the next one's: a batch spends
+most of its time waiting on PostgreSQL and on the interpreter lock. That is safe because a charger
+has at most one CALL in flight (OCPP-J), so one station's operations are never in two batches at
+the same time; operations of different stations touch different rows.
 
 If a batch fails, each operation is retried in its own transaction so one bad row cannot fail its
 neighbours; every operation must therefore be idempotent (they are: see ``csms/store``).
@@ -50,13 +55,15 @@ class GroupCommitter:
     """The single writer of billing-relevant rows. Start it with ``nursery.start(committer.run)``."""
 
     def __init__(self, db: Database, *, max_batch: int = 500, max_wait_s: float = 0.002,
-                 queue_size: int = 10_000) -> None:
+                 writers: int = 3, queue_size: int = 10_000) -> None:
         self._db = db
+        self._writers = writers
         self._max_batch = max_batch
         self._max_wait_s = max_wait_s
         self._send, self._receive = trio.open_memory_channel[_Op[Any]](queue_size)
         self.batches = 0
         self.operations = 0
+        self.busy_s = 0.0  # time spent writing batches (for /metrics and benchmarks)
 
     async def submit(self, fn: Callable[[Conn], T], rows: list[MeterSamples] | None = None) -> T:
         """Queue ``fn`` (and meter samples to insert) and wait until they are committed.
@@ -69,7 +76,10 @@ class GroupCommitter:
             trio.ClosedResourceError: the committer has stopped.
         """
         op: _Op[T] = _Op(fn, rows or [])
-        await self._send.send(op)
+        try:
+            self._send.send_nowait(op)  # no checkpoint on the common path: done.wait() is one anyway
+        except trio.WouldBlock:
+            await self._send.send(op)
         await op.done.wait()
         if op.error is not None:
             raise CommitError(str(op.error)) from op.error
@@ -84,32 +94,38 @@ class GroupCommitter:
         self._send.close()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Writer loop. Returns after :meth:`close` once the queue is drained."""
-        task_status.started()
-        async with self._receive:
+        """Run the writer tasks. Returns after :meth:`close` once the queue is drained."""
+        async with self._receive, trio.open_nursery() as nursery:
+            for _ in range(self._writers):
+                nursery.start_soon(self._writer, self._receive.clone())
+            task_status.started()
+
+    async def _writer(self, receive: trio.MemoryReceiveChannel[_Op[Any]]) -> None:
+        async with receive:
             while True:
                 try:
-                    first = await self._receive.receive()
+                    first = await receive.receive()
                 except trio.EndOfChannel:
                     return
                 batch = [first]
-                self._drain_into(batch)
+                self._drain_into(receive, batch)
                 if len(batch) < self._max_batch and self._max_wait_s > 0:
                     await trio.sleep(self._max_wait_s)
-                    self._drain_into(batch)
+                    self._drain_into(receive, batch)
                 # Shielded: a batch that reached the database must finish and release its waiters,
                 # or chargers would be left without an answer for writes that did commit.
                 with trio.CancelScope(shield=True):
                     await self._write(batch)
 
-    def _drain_into(self, batch: list[_Op[Any]]) -> None:
+    def _drain_into(self, receive: trio.MemoryReceiveChannel[_Op[Any]], batch: list[_Op[Any]]) -> None:
         while len(batch) < self._max_batch:
             try:
-                batch.append(self._receive.receive_nowait())
+                batch.append(receive.receive_nowait())
             except (trio.WouldBlock, trio.EndOfChannel):
                 return
 
     async def _write(self, batch: list[_Op[Any]]) -> None:
+        started = trio.current_time()
         try:
             results = await self._db.run(_apply_batch, batch)
         except Exception as exc:  # one bad operation: retry each alone so the others still commit
@@ -123,8 +139,12 @@ class GroupCommitter:
         else:
             for op, result in zip(batch, results, strict=True):
                 op.result = result
+        elapsed = trio.current_time() - started
         self.batches += 1
         self.operations += len(batch)
+        self.busy_s += elapsed
+        if elapsed > 0.5:
+            log.warning("group commit of %d operations took %.0f ms", len(batch), elapsed * 1000)
         for op in batch:
             op.done.set()
 

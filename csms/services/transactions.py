@@ -9,7 +9,6 @@ StopTransaction retries it forever.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -100,7 +99,7 @@ class TransactionService:
             connector_id, start_wh = found if found else (0, None)
             if payload.get("transactionData"):
                 store.insert_meter_samples(conn, [MeterSamples(
-                    station_id, connector_id, tx_id, json.dumps(payload["transactionData"]), received_at,
+                    station_id, connector_id, tx_id, payload["transactionData"], received_at,
                     "StopTransaction")], EARLIEST_PLAUSIBLE, MAX_FUTURE_SKEW)
             if outcome == "stopped":
                 if start_wh is not None and int(payload["meterStop"]) < start_wh:
@@ -123,7 +122,7 @@ class TransactionService:
     async def meter_values(self, station_id: str, payload: dict[str, Any], received_at: datetime) -> None:
         """Store every sampled value of a MeterValues message."""
         tx = payload.get("transactionId")
-        # Serialised again (C-speed) rather than expanded here: PostgreSQL turns it into rows.
+        # Not expanded here: PostgreSQL turns it into rows (see MeterSamples).
         samples = MeterSamples(station_id, int(payload["connectorId"]), int(tx) if tx is not None else None,
-                               json.dumps(payload["meterValue"]), received_at, "MeterValues")
+                               payload["meterValue"], received_at, "MeterValues")
         await self.committer.submit_rows([samples])

@@ -123,6 +123,9 @@ class StationConnection:
                 kind = 3 if isinstance(frame, codec.CallResult) else 4
                 self._journal.record(self.station_id, "in", kind, None, frame.unique_id, text)
                 self._deliver(frame)
+            # Don't keep the last message alive while waiting (maybe minutes) for the next one:
+            # with thousands of mostly idle chargers that is a good share of a connection's memory.
+            del text, frame
 
     async def _answer(self, call: codec.Call) -> None:
         remembered = self._answers.get(call.unique_id)

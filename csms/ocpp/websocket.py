@@ -22,7 +22,7 @@ from websockets.exceptions import ProtocolError
 from websockets.frames import Frame, Opcode
 from websockets.headers import parse_subprotocol
 from websockets.http11 import Request
-from websockets.protocol import State
+from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
 from websockets.typing import BytesLike, Subprotocol
 
@@ -177,6 +177,12 @@ async def _handshake(
     await stream.send_all(b"".join(protocol.data_to_send()))
     if response.status_code != 101:
         return None
+    if len(events) == 1 and not protocol.reader.buffer:
+        # ServerProtocol.parse keeps the handshake Request (all its headers) alive in its generator
+        # frame for the connection's whole life, about 2 KB per charger. With nothing buffered the old
+        # parser is between frames, so a fresh frame parser takes over without losing a byte.
+        protocol.parser = Protocol.parse(protocol)
+        next(protocol.parser)
     # Frames a client sent right behind its request were parsed along with it.
     return WebSocket(stream, protocol, events[1:], close_timeout_s=close_timeout_s)
 

@@ -115,7 +115,18 @@ class Csms:
 
     async def run(self, *, handle_signals: bool = False,
                   task_status: trio.TaskStatus[Ready] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run until :meth:`stop` (or a signal when ``handle_signals``)."""
+        """Run until :meth:`stop` (or SIGINT/SIGTERM when ``handle_signals``)."""
+        async with trio.open_nursery() as watcher:
+            if handle_signals:
+                # Watched for the whole run, so that a second signal during the (bounded) graceful
+                # stop is absorbed instead of killing the process before it stops its database.
+                await watcher.start(self._watch_signals)
+            try:
+                await self._run(task_status)
+            finally:
+                watcher.cancel_scope.cancel()
+
+    async def _run(self, task_status: trio.TaskStatus[Ready]) -> None:
         s = self.settings
         s.check_production()
         # Database calls run in worker threads that need the interpreter lock back after every wait on
@@ -139,7 +150,7 @@ class Csms:
                 await writers.start(committer.run)
                 await writers.start(journal.run)
                 try:
-                    await self._run_front(db, gateway, stations, journal, handle_signals, task_status)
+                    await self._run_front(db, gateway, stations, journal, task_status)
                 finally:
                     # Everything that was confirmed is already committed; this drains the rest.
                     committer.close()
@@ -150,7 +161,7 @@ class Csms:
         log.info("csms stopped")
 
     async def _run_front(self, db: Database, gateway: Gateway, stations: StationService, journal: Journal,
-                         handle_signals: bool, task_status: trio.TaskStatus[Ready]) -> None:
+                         task_status: trio.TaskStatus[Ready]) -> None:
         s = self.settings
         async with trio.open_nursery() as front:
             listeners = await front.start(gateway.serve)
@@ -161,8 +172,6 @@ class Csms:
                 binds = await aux.start(serve_api, app, s)
                 http_port = int(binds[0].rsplit(":", 1)[1])
                 aux.start_soon(self._prune_journal, journal)
-                if handle_signals:
-                    aux.start_soon(self._watch_signals)
                 _tune_gc()
                 log.info("csms ready: OCPP on %s:%d%s, GraphQL on http://%s:%d/graphql",
                          s.ocpp_host, ocpp_port, s.ocpp_path_prefix, s.http_host, http_port)
@@ -173,12 +182,17 @@ class Csms:
             gateway.stop()
             front.cancel_scope.deadline = trio.current_time() + s.shutdown_grace_s
 
-    async def _watch_signals(self) -> None:
+    async def _watch_signals(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()
             async for signum in signals:
-                log.info("received %s", signal.Signals(signum).name)
+                name = signal.Signals(signum).name
+                if self._stop.is_set():
+                    log.info("received %s: already stopping (within CSMS_SHUTDOWN_GRACE; SIGKILL is safe too)",
+                             name)
+                    continue
+                log.info("received %s: stopping", name)
                 self.stop()
-                return
 
     async def _prune_journal(self, journal: Journal) -> None:
         while True:

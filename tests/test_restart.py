@@ -85,3 +85,15 @@ async def test_sigkill_loses_no_confirmed_message(db_url: str) -> None:
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
+
+
+async def test_repeated_signals_still_stop_gracefully(db_url: str) -> None:
+    ocpp_port = _free_port()
+    env = dict(os.environ, CSMS_DATABASE_URL=db_url, CSMS_OCPP_PORT=str(ocpp_port),
+               CSMS_HTTP_PORT=str(_free_port()), CSMS_DB_POOL_SIZE="3")
+    proc = await _start_csms(env, ocpp_port)
+    # A terminal's Ctrl-C and a supervisor's SIGTERM often arrive together: the second must not kill it.
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGTERM)
+    with trio.fail_after(20):
+        assert await proc.wait() == 0

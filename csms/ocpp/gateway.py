@@ -19,7 +19,8 @@ from urllib.parse import unquote
 import trio
 
 from csms.ocpp.connection import StationConnection
-from csms.ocpp.websocket import GOING_AWAY, Accept, HandshakeRequest, Reject, accept_websocket
+from csms.ocpp.handshake import Accept, HandshakeRequest, Reject, accept_websocket
+from csms.ocpp.websocket import GOING_AWAY
 from csms.services.commands import ChargerOffline
 
 if TYPE_CHECKING:

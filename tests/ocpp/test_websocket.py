@@ -18,14 +18,8 @@ from websockets.client import ClientProtocol
 from websockets.frames import Frame
 from websockets.uri import parse_uri
 
-from csms.ocpp.websocket import (
-    Accept,
-    ConnectionClosed,
-    HandshakeRequest,
-    Reject,
-    WebSocket,
-    accept_websocket,
-)
+from csms.ocpp.handshake import Accept, HandshakeRequest, Reject, accept_websocket
+from csms.ocpp.websocket import ConnectionClosed, WebSocket
 
 SUPPORTED = ("ocpp1.6",)
 App = Callable[[WebSocket], Awaitable[None]]

@@ -129,22 +129,30 @@ def transaction_start_info(conn: Conn, station_id: str, transaction_id: int) -> 
 
 # One row per sampled value, with the OCPP 1.6 defaults for omitted fields. A charger timestamp before
 # %(earliest)s or more than %(skew)s after the receive time is not believed: the receive time is used
-# (the same rule as csms.services.clock.charger_time).
+# and an anomaly is recorded (the same rule as csms.services.clock.charger_time).
 _INSERT_SAMPLES = """
+WITH m AS (
+    SELECT item->>0 AS station_id, (item->>1)::int AS connector_id, (item->>2)::int AS transaction_id,
+           item->3 AS doc, (item->>4)::timestamptz AS received_at, item->>5 AS source
+    FROM jsonb_array_elements(%(batch)s::jsonb) AS b(item)
+), v AS (
+    SELECT m.*, mv, t.ts, (t.ts < %(earliest)s OR t.ts > m.received_at + %(skew)s) AS replaced
+    FROM m
+    CROSS JOIN LATERAL jsonb_array_elements(m.doc) AS mv
+    CROSS JOIN LATERAL (SELECT (mv->>'timestamp')::timestamptz AS ts) AS t
+), flagged AS (
+    INSERT INTO ocpp_anomalies (station_id, kind, detail)
+    SELECT station_id, 'timestamp_replaced',
+           jsonb_build_object('action', source, 'sent', mv->>'timestamp', 'transactionId', transaction_id)
+    FROM v WHERE replaced
+)
 INSERT INTO meter_values (station_id, connector_id, transaction_id, sampled_at, measurand, phase, unit,
                           context, location, format, value, source, received_at)
-SELECT m.station_id, m.connector_id, m.transaction_id,
-       CASE WHEN t.ts < %(earliest)s OR t.ts > m.received_at + %(skew)s THEN m.received_at ELSE t.ts END,
+SELECT v.station_id, v.connector_id, v.transaction_id, CASE WHEN v.replaced THEN v.received_at ELSE v.ts END,
        coalesce(sv->>'measurand', 'Energy.Active.Import.Register'), sv->>'phase', coalesce(sv->>'unit', 'Wh'),
        coalesce(sv->>'context', 'Sample.Periodic'), coalesce(sv->>'location', 'Outlet'),
-       coalesce(sv->>'format', 'Raw'), sv->>'value', m.source, m.received_at
-FROM jsonb_array_elements(%(batch)s::jsonb) AS b(item)
-CROSS JOIN LATERAL (SELECT item->>0 AS station_id, (item->>1)::int AS connector_id,
-                           (item->>2)::int AS transaction_id, item->3 AS doc,
-                           (item->>4)::timestamptz AS received_at, item->>5 AS source) AS m
-CROSS JOIN LATERAL jsonb_array_elements(m.doc) AS mv
-CROSS JOIN LATERAL (SELECT (mv->>'timestamp')::timestamptz AS ts) AS t
-CROSS JOIN LATERAL jsonb_array_elements(mv->'sampledValue') AS sv
+       coalesce(sv->>'format', 'Raw'), sv->>'value', v.source, v.received_at
+FROM v CROSS JOIN LATERAL jsonb_array_elements(v.mv->'sampledValue') AS sv
 ON CONFLICT DO NOTHING
 """
 

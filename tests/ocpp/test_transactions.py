@@ -164,3 +164,5 @@ async def test_meter_values_defaults_and_clock_rules(node: Node) -> None:
         ("Energy.Active.Import.Register", "Wh", "Sample.Periodic", "Outlet", None, "10", None, True, False),
         ("Power.Active.Import", "kW", "Sample.Periodic", "Outlet", "L1", "7.5", None, False, True),
     ]
+    flagged = await _rows(node, "SELECT kind, detail->>'sent', detail->>'action' FROM ocpp_anomalies")
+    assert flagged == [("timestamp_replaced", "1999-01-01T00:00:00Z", "MeterValues")]

@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import sys
+import time
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -89,6 +90,22 @@ def _tune_gc() -> None:
     gc.freeze()
     _, second, third = gc.get_threshold()
     gc.set_threshold(50_000, second, third)
+    if _report_gc_pause not in gc.callbacks:
+        gc.callbacks.append(_report_gc_pause)
+
+
+_gc_started = [0.0]
+
+
+def _report_gc_pause(phase: str, info: dict[str, int]) -> None:
+    """Log collections long enough to show in charger latency (every task waits for them)."""
+    if phase == "start":
+        _gc_started[0] = time.perf_counter()
+        return
+    paused = time.perf_counter() - _gc_started[0]
+    if paused > 0.1:
+        log.warning("garbage collection (generation %d) paused csms for %.0f ms", info["generation"],
+                    paused * 1000)
 
 
 class Csms:

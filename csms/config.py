@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from csms.services.tokens import TokenSigner
+
 
 class ConfigError(Exception):
     """A setting is missing or malformed; the message names the variable."""
@@ -74,6 +76,8 @@ class Settings:
     journal_retention_days: int = 30
     shutdown_grace_s: float = 10.0
     gil_switch_interval_s: float = 0.0005
+    # ES256 key for our access tokens; unset in development means data_dir/jwt-es256.pem, created on first use.
+    jwt_private_key_file: Path | None = None
 
     @property
     def production(self) -> bool:
@@ -119,6 +123,7 @@ class Settings:
             journal_retention_days=_int(e, "CSMS_JOURNAL_RETENTION_DAYS", d.journal_retention_days),
             shutdown_grace_s=_float(e, "CSMS_SHUTDOWN_GRACE", d.shutdown_grace_s),
             gil_switch_interval_s=_float(e, "CSMS_GIL_SWITCH_INTERVAL", d.gil_switch_interval_s),
+            jwt_private_key_file=Path(e["CSMS_JWT_PRIVATE_KEY_FILE"]) if e.get("CSMS_JWT_PRIVATE_KEY_FILE") else None,
         )
         if bool(s.ocpp_tls_cert) != bool(s.ocpp_tls_key):
             raise ConfigError("CSMS_OCPP_TLS_CERT and CSMS_OCPP_TLS_KEY must be set together")
@@ -136,3 +141,14 @@ class Settings:
             raise ConfigError("CSMS_ACCEPT_UNKNOWN_STATIONS is a development mode; refused in production")
         if self.database_url is None:
             raise ConfigError("production needs CSMS_DATABASE_URL (the embedded database is for development)")
+        if self.jwt_private_key_file is None:
+            raise ConfigError("production needs CSMS_JWT_PRIVATE_KEY_FILE (the ES256 key that signs access tokens)")
+
+    def token_signer(self) -> TokenSigner:
+        """The access-token signer: the configured key, or in development one kept in the data dir."""
+        if self.jwt_private_key_file is not None:
+            try:
+                return TokenSigner.from_file(self.jwt_private_key_file, create=False)
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"CSMS_JWT_PRIVATE_KEY_FILE: {exc}") from None
+        return TokenSigner.from_file(self.data_dir / "jwt-es256.pem", create=True)

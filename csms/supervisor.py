@@ -25,6 +25,7 @@ import psycopg
 import trio
 
 from csms.api.app import create_app
+from csms.api.context import ApiServices
 from csms.api.server import serve_api
 from csms.ocpp.gateway import Gateway
 from csms.ocpp.handlers.context import Deps, VendorHandler
@@ -120,6 +121,8 @@ class Csms:
         self.commands: ChargerCommands | None = None
         self.db: Database | None = None
         self.stations: StationService | None = None
+        # Loaded (or, in development, created) up front so a bad key fails start-up, not the first login.
+        self._signer = settings.token_signer()
 
     async def add_station(self, station_id: str, password: str | None = None) -> bool:
         """Register a charge point (as `csms station add` does); False if it exists."""
@@ -189,7 +192,8 @@ class Csms:
             ocpp_port = listeners[0].socket.getsockname()[1]
             async with trio.open_nursery() as aux:
                 await aux.start(stations.run_presence)
-                app = create_app(db, s)
+                services = ApiServices(db=db, settings=s, signer=self._signer, commands=self.commands)
+                app = create_app(services)
                 binds = await aux.start(serve_api, app, s)
                 http_port = int(binds[0].rsplit(":", 1)[1])
                 aux.start_soon(self._prune_journal, journal)

@@ -19,11 +19,22 @@ import pytest
 import trio
 
 from csms.config import Settings
+from csms.services.tokens import TokenSigner
 from csms.store.db import Database, open_database
 from csms.store.embedded import start_embedded, stop_embedded, uri_for_database
 from csms.store.migrations import load_migrations, migrate
+from csms.store.users import create_user
 from csms.supervisor import Csms, Ready
 from simulators.chargepoint import ChargePoint
+
+REPO = Path(__file__).resolve().parents[1]
+# One access-token key for the whole run, shared by every node and API a test starts, so tests can
+# mint user tokens (make_user) that the server accepts.
+TEST_JWT_KEY = REPO / "var" / "test-jwt-es256.pem"
+try:
+    TEST_SIGNER = TokenSigner.from_file(TEST_JWT_KEY, create=True)
+except FileExistsError:  # another pytest process created it at the same moment
+    TEST_SIGNER = TokenSigner.from_file(TEST_JWT_KEY, create=False)
 
 # Per process: several pytest runs may share one embedded server (a developer's and a helper's).
 TEMPLATE = f"csms_template_{os.getpid()}"
@@ -102,7 +113,8 @@ class Node:
 def node_settings(db_url: str, **overrides: object) -> Settings:
     """Settings for a test node: ephemeral ports, a small pool, no pings unless asked."""
     base = Settings(database_url=db_url, http_port=0, ocpp_port=0, db_pool_size=4, ping_interval_s=0,
-                    commit_batch_wait_s=0.001, call_timeout_s=5.0, shutdown_grace_s=3.0)
+                    commit_batch_wait_s=0.001, call_timeout_s=5.0, shutdown_grace_s=3.0,
+                    jwt_private_key_file=TEST_JWT_KEY)
     return replace(base, **overrides)  # type: ignore[arg-type]
 
 
@@ -141,3 +153,10 @@ async def charger(node: Node, station_id: str, **kwargs: Any) -> AsyncIterator[C
 async def add_station(node: Node, station_id: str, password: str | None = None) -> None:
     """Register a station the way `csms station add` does."""
     await node.csms.add_station(station_id, password)
+
+
+async def make_user(db: Database, role: str = "driver", *, email: str | None = None) -> tuple[str, str]:
+    """Create an active user with ``role`` and return ``(user_id, access_token)``."""
+    address = email or f"{role}-{next(_counter)}-{os.getpid()}@example.test"
+    user = await db.run(lambda conn: create_user(conn, role=role, email=address, name=role))  # type: ignore[arg-type]
+    return user.id, TEST_SIGNER.issue(user.id, role)

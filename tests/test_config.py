@@ -35,4 +35,7 @@ def test_production_needs_a_database_and_refuses_dev_modes() -> None:
     with pytest.raises(ConfigError, match="CSMS_ACCEPT_UNKNOWN_STATIONS"):
         Settings.from_env({"APP_ENV": "production", "CSMS_DATABASE_URL": "postgresql:///x",
                            "CSMS_ACCEPT_UNKNOWN_STATIONS": "1"}).check_production()
-    Settings.from_env({"APP_ENV": "production", "CSMS_DATABASE_URL": "postgresql:///x"}).check_production()
+    with pytest.raises(ConfigError, match="CSMS_JWT_PRIVATE_KEY_FILE"):
+        Settings.from_env({"APP_ENV": "production", "CSMS_DATABASE_URL": "postgresql:///x"}).check_production()
+    Settings.from_env({"APP_ENV": "production", "CSMS_DATABASE_URL": "postgresql:///x",
+                       "CSMS_JWT_PRIVATE_KEY_FILE": "/run/secrets/jwt.pem"}).check_production()

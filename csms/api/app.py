@@ -16,16 +16,16 @@ from quart_trio import QuartTrio
 from strawberry.quart.views import GraphQLView
 
 from csms.api import graphiql, trio_gather
-from csms.api.context import ApiContext, Principal
+from csms.api.context import ApiContext, ApiServices, Principal
 from csms.api.schema import schema as default_schema
-from csms.store.apikeys import verify_api_key
+from csms.services.tokens import InvalidToken
+from csms.store.apikeys import TOKEN_PREFIX, verify_api_key
 
 if TYPE_CHECKING:
     from quart import Request, Websocket
     from strawberry.schema.base import BaseSchema
 
-    from csms.config import Settings
-    from csms.store.db import Conn, Database
+    from csms.store.db import Conn
 
 log = logging.getLogger(__name__)
 
@@ -51,28 +51,26 @@ class CsmsGraphQLView(GraphQLView[ApiContext, None]):
     # One view object serves every request: it holds only the schema and the database.
     init_every_request = False
 
-    def __init__(self, schema: BaseSchema, db: Database) -> None:
+    def __init__(self, schema: BaseSchema, services: ApiServices) -> None:
         super().__init__(
             schema,
             graphql_ide="graphiql",  # truthy so strawberry calls render_graphql_ide (ours, below)
             allow_queries_via_get=True,
             subscription_protocols=(),  # strawberry's handlers need asyncio
         )
-        self.db = db
+        self.services = services
 
     async def get_context(self, request: Request | Websocket, response: Response) -> ApiContext:
         """Authenticate the request once; resolvers read ``info.context.principal``.
 
-        A missing, malformed, unknown or revoked key gives an anonymous context: the fields themselves
-        answer UNAUTHENTICATED, so the client gets a GraphQL error rather than a bare HTTP status.
+        A missing, malformed, unknown, expired or revoked credential gives an anonymous context: the
+        fields themselves answer UNAUTHENTICATED, so the client gets a GraphQL error rather than a
+        bare HTTP status.
         """
-        principal = None
-        token = bearer_token(request.headers.get("Authorization"))
-        if token is not None:
-            key = await self.db.run(verify_api_key, token)
-            if key is not None:
-                principal = Principal.from_api_key(key)
-        return ApiContext(db=self.db, principal=principal)
+        principal = await authenticate_bearer(self.services, request.headers.get("Authorization"))
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        return ApiContext(db=self.services.db, principal=principal, services=self.services,
+                          request_headers=headers, client_ip=request.remote_addr or "")
 
     async def render_graphql_ide(self, request: Request) -> Response:
         """The local GraphiQL page (never a CDN), or a 503 page saying how to fetch its assets."""
@@ -83,16 +81,30 @@ class CsmsGraphQLView(GraphQLView[ApiContext, None]):
         return response
 
 
+async def authenticate_bearer(services: ApiServices, header: str | None) -> Principal | None:
+    """The principal of an ``Authorization: Bearer`` header: an operator API key or our access token."""
+    token = bearer_token(header)
+    if token is None:
+        return None
+    if token.startswith(TOKEN_PREFIX + "_"):
+        key = await services.db.run(verify_api_key, token)
+        return Principal.from_api_key(key, key.user_id) if key is not None else None
+    try:
+        claims = services.signer.verify(token)
+    except InvalidToken:
+        return None
+    return Principal.from_user(claims.user_id, claims.role)
+
+
 def _select_one(conn: Conn) -> None:
     conn.execute("SELECT 1")
 
 
-def create_app(db: Database, settings: Settings, *, schema: BaseSchema | None = None) -> QuartTrio:
-    """Build the quart-trio application serving the operator API.
+def create_app(services: ApiServices, *, schema: BaseSchema | None = None) -> QuartTrio:
+    """Build the quart-trio application serving the API.
 
     Args:
-        db: the database the resolvers and the health check use.
-        settings: process settings (kept for the routes that will need them: CORS, rate limits).
+        services: the database, settings, token signer and charger commands the API uses.
         schema: a different schema, for tests; the real one by default.
 
     Returns:
@@ -101,12 +113,17 @@ def create_app(db: Database, settings: Settings, *, schema: BaseSchema | None = 
     trio_gather.install()
     app = QuartTrio(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    app.extensions["csms.settings"] = settings
+    app.extensions["csms.services"] = services
+    db = services.db
     app.add_url_rule(
         "/graphql",
-        view_func=CsmsGraphQLView.as_view("graphql", schema or default_schema, db),
+        view_func=CsmsGraphQLView.as_view("graphql", schema or default_schema, services),
         methods=["GET", "POST"],
     )
+
+    @app.get("/.well-known/jwks.json")
+    async def jwks() -> tuple[dict[str, object], int, dict[str, str]]:
+        return services.signer.jwks(), 200, {"Cache-Control": "public, max-age=300"}
 
     @app.get("/healthz")
     async def healthz() -> tuple[dict[str, str], int]:
@@ -133,4 +150,4 @@ def create_app(db: Database, settings: Settings, *, schema: BaseSchema | None = 
     return app
 
 
-__all__ = ["CsmsGraphQLView", "bearer_token", "create_app"]
+__all__ = ["CsmsGraphQLView", "authenticate_bearer", "bearer_token", "create_app"]

@@ -1,27 +1,32 @@
 """Who is calling, and with what: the context object every resolver receives.
 
-A request is authenticated once, when its context is built (``app.py`` turns an ``Authorization:
-Bearer`` header into a :class:`Principal`); resolvers only ask the context. Roles are a set so that
-drivers and station owners (with their own kinds of credential) can be added without changing the
-resolvers that only need "admin".
+A request is authenticated once, when its context is built (``app.py`` turns credentials into a
+:class:`Principal`); resolvers only ask the context. The services an API call may need (database,
+token signer, charger commands, events) travel in one :class:`ApiServices` object built by the
+supervisor, so resolvers never reach for globals.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from csms.api.errors import Forbidden, Unauthenticated
 
 if TYPE_CHECKING:
+    from csms.config import Settings
+    from csms.services.commands import ChargerCommands
+    from csms.services.tokens import TokenSigner
     from csms.store.apikeys import ApiKeyInfo
     from csms.store.db import Database
 
 
 class Role(enum.StrEnum):
-    """What a principal may do. Only ``admin`` exists so far; ``owner`` and ``driver`` come next."""
+    """What a principal may do: drivers charge, owners run their stations, admins run everything."""
 
+    DRIVER = "driver"
+    OWNER = "owner"
     ADMIN = "admin"
 
 
@@ -30,21 +35,60 @@ class Principal:
     """An authenticated caller.
 
     Attributes:
-        kind: how it authenticated (``"api_key"`` for now; later ``"jwt"`` and friends).
-        subject: a stable id of the caller within its kind (the API key's id).
-        name: a human label for logs and audits (never a secret).
+        kind: how it authenticated: ``"api_key"``, ``"user"`` (our JWT) or ``"external"`` (an
+            identity provider's JWT).
+        subject: a stable id of the caller within its kind (the API key's id, the user's id).
+        name: a human label for logs and audits (never a secret or personal data).
         roles: what the caller may do.
+        user_id: the user this caller acts as (users, owner API keys), or None (admin API keys).
     """
 
     kind: str
     subject: str
     name: str
     roles: frozenset[Role]
+    user_id: str | None = None
 
     @classmethod
-    def from_api_key(cls, key: ApiKeyInfo) -> Principal:
-        """The principal of an operator API key (every key is an admin key)."""
-        return cls(kind="api_key", subject=key.id, name=key.name, roles=frozenset({Role(key.role)}))
+    def from_api_key(cls, key: ApiKeyInfo, user_id: str | None = None) -> Principal:
+        """The principal of an operator API key (admin, or owner acting for ``user_id``)."""
+        return cls(kind="api_key", subject=key.id, name=key.name, roles=frozenset({Role(key.role)}),
+                   user_id=user_id)
+
+    @classmethod
+    def from_user(cls, user_id: str, role: str, kind: str = "user") -> Principal:
+        """The principal of a logged-in user."""
+        return cls(kind=kind, subject=user_id, name=f"user:{user_id}", roles=frozenset({Role(role)}),
+                   user_id=user_id)
+
+    @property
+    def is_admin(self) -> bool:
+        """True for operators, who may see and do everything."""
+        return Role.ADMIN in self.roles
+
+    @property
+    def audit_actor(self) -> tuple[str, str]:
+        """``(actor_kind, actor_id)`` for the audit log."""
+        return (self.kind, self.subject)
+
+
+@dataclass
+class ApiServices:
+    """Everything the API layer may call, built once per process.
+
+    Attributes:
+        db: the database.
+        settings: process settings.
+        signer: issues and verifies our access tokens.
+        commands: sends commands to connected chargers (None in API-only tests).
+        extra: room for services added later (events broadcaster, rate limiter, push...).
+    """
+
+    db: Database
+    settings: Settings
+    signer: TokenSigner
+    commands: ChargerCommands | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -54,22 +98,36 @@ class ApiContext:
     Attributes:
         db: the database every resolver reads through.
         principal: the authenticated caller, or None for an anonymous request.
+        services: the process's services (token signer, charger commands...).
+        request_headers: the HTTP headers of the request (lower-case names), e.g. Idempotency-Key.
+        client_ip: the peer address, for rate limits.
     """
 
     db: Database
     principal: Principal | None = None
-    # Room for per-request state (e.g. a request id for logs) without changing the constructor.
+    services: ApiServices | None = None
+    request_headers: dict[str, str] = field(default_factory=dict)
+    client_ip: str = ""
+    # Per-request state (cookies to set on the response, a request id for logs...).
     extra: dict[str, object] = field(default_factory=dict)
 
-    def require(self, role: Role) -> Principal:
-        """Return the principal if it has ``role``.
+    def require(self, *roles: Role) -> Principal:
+        """Return the principal if it has one of ``roles`` (any logged-in caller when none are given).
+
+        Admins pass every role check: they may do everything.
 
         Raises:
             Unauthenticated: nobody is logged in.
-            Forbidden: the caller lacks ``role``.
+            Forbidden: the caller has none of ``roles``.
         """
         if self.principal is None:
             raise Unauthenticated()
-        if role not in self.principal.roles:
+        if roles and not (self.principal.roles & {*roles, Role.ADMIN}):
             raise Forbidden()
         return self.principal
+
+    def require_services(self) -> ApiServices:
+        """The process services (always present in a served app)."""
+        if self.services is None:
+            raise RuntimeError("the API was built without its services")
+        return self.services

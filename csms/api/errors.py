@@ -43,3 +43,18 @@ class Forbidden(ApiError):
 
 INTERNAL_ERROR_CODE = ApiError.code
 INTERNAL_ERROR_MESSAGE = ApiError.default_message
+
+
+class NotFound(ApiError):
+    """The object does not exist, or the caller may not know that it does (``NOT_FOUND``)."""
+
+    code = "NOT_FOUND"
+    default_message = "Not found."
+
+
+class DomainError(ApiError):
+    """A refusal with its own code (``INSUFFICIENT_BALANCE``, ``STATION_OFFLINE``...), named where raised."""
+
+    def __init__(self, code: str, message: str, **extensions: object) -> None:
+        super().__init__(message)
+        self.extensions = {"code": code, **extensions}

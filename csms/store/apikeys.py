@@ -42,6 +42,7 @@ class ApiKeyInfo:
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None = None
+    user_id: str | None = None
 
 
 def _digest(secret: str) -> bytes:
@@ -56,12 +57,18 @@ def parse_token(token: str) -> tuple[str, str] | None:
     return match.group(1), match.group(2)
 
 
-def create_api_key(conn: psycopg.Connection[Any], name: str) -> str:
-    """Create an admin API key named ``name`` and return its token (the only time it is visible).
+def create_api_key(conn: psycopg.Connection[Any], name: str, *, role: str = "admin",
+                   user_id: str | None = None) -> str:
+    """Create an API key named ``name`` and return its token (the only time it is visible).
+
+    Args:
+        role: ``admin``, or ``owner`` for a key that acts as the owner ``user_id``.
 
     Raises:
-        ValueError: ``name`` is empty or longer than 100 characters.
+        ValueError: ``name`` is empty or longer than 100 characters, or an owner key has no user.
     """
+    if role not in ("admin", "owner") or (role == "owner") != (user_id is not None):
+        raise ValueError("an API key is admin (no user) or owner (with the owner's user id)")
     name = name.strip()
     if not 1 <= len(name) <= 100:
         raise ValueError("an API key name must be 1 to 100 characters")
@@ -70,9 +77,9 @@ def create_api_key(conn: psycopg.Connection[Any], name: str) -> str:
         prefix = secrets.token_urlsafe(6)
         secret = secrets.token_urlsafe(_SECRET_BYTES)
         row = conn.execute(
-            "INSERT INTO api_keys (name, prefix, secret_sha256) VALUES (%s, %s, %s)"
+            "INSERT INTO api_keys (name, prefix, secret_sha256, role, user_id) VALUES (%s, %s, %s, %s, %s)"
             " ON CONFLICT (prefix) DO NOTHING RETURNING id",
-            (name, prefix, _digest(secret)),
+            (name, prefix, _digest(secret), role, user_id),
         ).fetchone()
         if row is not None:
             return f"{TOKEN_PREFIX}_{prefix}_{secret}"
@@ -89,19 +96,19 @@ def verify_api_key(conn: psycopg.Connection[Any], token: str) -> ApiKeyInfo | No
         return None
     prefix, secret = parsed
     row = conn.execute(
-        "SELECT id::text, name, prefix, role, created_at, last_used_at, revoked_at, secret_sha256, now()"
-        " FROM api_keys WHERE prefix = %s",
+        "SELECT id::text, name, prefix, role, created_at, last_used_at, revoked_at, secret_sha256, now(),"
+        " user_id::text FROM api_keys WHERE prefix = %s",
         (prefix,),
     ).fetchone()
     if row is None:
         return None
-    key_id, key_name, key_prefix, role, created_at, last_used_at, revoked_at, stored, now = row
+    key_id, key_name, key_prefix, role, created_at, last_used_at, revoked_at, stored, now, user_id = row
     if not hmac.compare_digest(_digest(secret), bytes(stored)) or revoked_at is not None:
         return None
     if last_used_at is None or now - last_used_at >= LAST_USED_RESOLUTION:
         conn.execute("UPDATE api_keys SET last_used_at = now() WHERE id = %s", (key_id,))
         last_used_at = now
-    return ApiKeyInfo(key_id, key_name, key_prefix, role, created_at, last_used_at)
+    return ApiKeyInfo(key_id, key_name, key_prefix, role, created_at, last_used_at, None, user_id)
 
 
 def revoke_api_key(conn: psycopg.Connection[Any], prefix: str) -> bool:
@@ -120,7 +127,7 @@ def revoke_api_key(conn: psycopg.Connection[Any], prefix: str) -> bool:
 def list_api_keys(conn: psycopg.Connection[Any]) -> list[ApiKeyInfo]:
     """All keys, revoked ones included, oldest first (for ``csms apikey list``)."""
     rows = conn.execute(
-        "SELECT id::text, name, prefix, role, created_at, last_used_at, revoked_at"
+        "SELECT id::text, name, prefix, role, created_at, last_used_at, revoked_at, user_id::text"
         " FROM api_keys ORDER BY created_at, prefix"
     ).fetchall()
     return [ApiKeyInfo(*row) for row in rows]

@@ -12,9 +12,11 @@ import httpx
 import pytest
 
 from csms.api.app import create_app
+from csms.api.context import ApiServices
 from csms.api.server import serve_api
 from csms.config import Settings
 from csms.store.apikeys import create_api_key
+from tests.conftest import TEST_SIGNER
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -34,7 +36,8 @@ def document(name: str) -> str:
 async def start_api(db: Database, nursery: trio.Nursery) -> str:
     """Serve the app on 127.0.0.1, port chosen by the OS, in ``nursery``; return its base URL."""
     settings = Settings(http_host="127.0.0.1", http_port=0, shutdown_grace_s=1.0)
-    binds: list[str] = await nursery.start(serve_api, create_app(db, settings), settings)
+    services = ApiServices(db=db, settings=settings, signer=TEST_SIGNER)
+    binds: list[str] = await nursery.start(serve_api, create_app(services), settings)
     return binds[0]
 
 

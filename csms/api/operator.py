@@ -1,0 +1,85 @@
+"""Operator queries over the OCPP side: stations, charger transactions and their meter values (admins).
+
+These read what chargers reported (``csms.store.views``); the driver-facing charging sessions live in
+their own module.
+"""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry import Info
+
+from csms.api.access import ADMIN
+from csms.api.context import ApiContext  # noqa: TC001 (strawberry reads resolver annotations at runtime)
+from csms.api.errors import BadUserInput
+from csms.api.types import MeterValue, Station, TransactionConnection, decode_cursor
+from csms.store import views
+
+DEFAULT_PAGE = 20
+
+
+# Resolvers are plain typed functions passed as resolver=: strawberry's decorator form is untyped.
+async def resolve_stations(info: Info[ApiContext, None]) -> list[Station]:
+    """Every station with its connectors and connection state: three queries, whatever the count."""
+
+    def load(conn: views.Conn) -> tuple[list[views.StationView], dict[str, list[views.ConnectorView]], set[str]]:
+        # One transaction, so the list, the connectors and the connection states are one snapshot.
+        return views.list_stations(conn), views.connectors_by_station(conn), views.connected_stations(conn)
+
+    stations, connectors, connected = await info.context.db.run(load)
+    return [Station.from_view(s, connectors.get(s.id, []), s.id in connected) for s in stations]
+
+
+async def resolve_station(info: Info[ApiContext, None], id: str) -> Station | None:
+    """One station; its connectors and connection state load only if the query selects them."""
+    view = await info.context.db.run(views.get_station, id)
+    return Station.from_view(view) if view is not None else None
+
+
+async def resolve_transactions(
+    info: Info[ApiContext, None],
+    station_id: str | None = None,
+    first: int | None = DEFAULT_PAGE,
+    after: str | None = None,
+) -> TransactionConnection:
+    """A page of transactions; arguments are checked here so the client gets BAD_USER_INPUT."""
+    if first is None:
+        first = DEFAULT_PAGE
+    if not 1 <= first <= views.MAX_PAGE:
+        raise BadUserInput(f"first must be between 1 and {views.MAX_PAGE}.")
+    after_id = decode_cursor(after) if after is not None else None
+    page = await info.context.db.run(views.list_transactions, station_id, first, after_id)
+    return TransactionConnection.from_page(page)
+
+
+async def resolve_meter_values(info: Info[ApiContext, None], transaction_id: int) -> list[MeterValue]:
+    """The meter values of one transaction (empty if it has none or does not exist)."""
+    rows = await info.context.db.run(views.transaction_meter_values, transaction_id)
+    return [MeterValue.from_view(row) for row in rows]
+
+
+@strawberry.type
+class OperatorQuery:
+    stations: list[Station] = strawberry.field(
+        resolver=resolve_stations, permission_classes=ADMIN, description="Every station, by id."
+    )
+    station: Station | None = strawberry.field(
+        resolver=resolve_station,
+        permission_classes=ADMIN,
+        description="One station, or null if the id is unknown.",
+    )
+    transactions: TransactionConnection = strawberry.field(
+        resolver=resolve_transactions,
+        permission_classes=ADMIN,
+        description="Transactions, newest first, optionally of one station. `first` is 1 to 100.",
+    )
+    meter_values: list[MeterValue] = strawberry.field(
+        resolver=resolve_meter_values,
+        permission_classes=ADMIN,
+        description="The meter values of one transaction, in sampling order.",
+    )
+
+
+QUERIES: list[type] = [OperatorQuery]
+MUTATIONS: list[type] = []
+SUBSCRIPTIONS: list[type] = []

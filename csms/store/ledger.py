@@ -1,0 +1,221 @@
+"""SQL for the double-entry ledger (tables ``ledger_accounts`` and ``ledger_transfers``).
+
+The database does the bookkeeping: inserting a transfer runs the ``ledger_apply_transfer`` trigger,
+which updates both accounts' running totals under row locks, and the ``ledger_accounts_no_overdraft``
+check refuses a wallet debit that would spend more than is available. So these functions only insert
+transfers and translate the database's refusals into :class:`InsufficientFunds` and friends.
+
+Every transfer id is chosen by the caller and is unique: writing the same transfer twice is a no-op
+that returns ``False``, which makes every money-moving caller idempotent.
+
+Every function runs inside the caller's transaction (call them through ``Database.run``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+if TYPE_CHECKING:
+    from csms.store.db import Conn
+
+AccountKind = Literal["wallet", "owner_revenue", "operator_revenue", "provider_clearing", "adjustments"]
+
+ADJUSTMENTS = "adjustments"
+OPERATOR_REVENUE = "operator_revenue"
+
+
+class LedgerError(Exception):
+    """A transfer the ledger refuses."""
+
+
+class InsufficientFunds(LedgerError):
+    """The debit would take a wallet's available balance below zero."""
+
+
+class PostExceedsHold(LedgerError):
+    """A post asked for more than its pending transfer holds."""
+
+
+class AlreadyResolved(LedgerError):
+    """The pending transfer was already posted or voided (by another transfer id)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """An account's totals, in tyiyn.
+
+    ``available`` is what a wallet may still spend: posted credits - posted debits - pending debits.
+    """
+
+    account_id: int
+    debits_pending: int
+    debits_posted: int
+    credits_pending: int
+    credits_posted: int
+
+    @property
+    def posted(self) -> int:
+        """Credits minus debits, counting only posted transfers."""
+        return self.credits_posted - self.debits_posted
+
+    @property
+    def available(self) -> int:
+        """What the owner may still spend: posted balance minus holds."""
+        return self.credits_posted - self.debits_posted - self.debits_pending
+
+
+def user_account(conn: Conn, user_id: str, kind: AccountKind = "wallet") -> int:
+    """The id of a user's wallet or owner-revenue account, created on first use."""
+    row = conn.execute(
+        """INSERT INTO ledger_accounts (kind, user_id, no_overdraft) VALUES (%s, %s, %s)
+           ON CONFLICT (kind, user_id) DO NOTHING RETURNING id""",
+        (kind, user_id, kind == "wallet"),
+    ).fetchone()
+    if row is None:
+        row = conn.execute(
+            "SELECT id FROM ledger_accounts WHERE kind = %s AND user_id = %s", (kind, user_id)
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def system_account(conn: Conn, code: str, kind: AccountKind | None = None) -> int:
+    """The id of a system account by code (``adjustments``, ``operator_revenue``, ``provider_clearing:<p>``).
+
+    Args:
+        kind: the kind to create it with when it does not exist yet (``provider_clearing`` accounts
+            are created per provider on first use); None means it must already exist.
+    """
+    row = conn.execute("SELECT id FROM ledger_accounts WHERE code = %s", (code,)).fetchone()
+    if row is None:
+        if kind is None:
+            raise LedgerError(f"no system account {code!r}")
+        row = conn.execute(
+            """INSERT INTO ledger_accounts (kind, code, no_overdraft) VALUES (%s, %s, false)
+               ON CONFLICT (code) DO UPDATE SET code = EXCLUDED.code RETURNING id""",
+            (kind, code),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def balance(conn: Conn, account_id: int) -> Balance:
+    """The current totals of one account."""
+    row = conn.execute(
+        """SELECT id, debits_pending, debits_posted, credits_pending, credits_posted
+           FROM ledger_accounts WHERE id = %s""",
+        (account_id,),
+    ).fetchone()
+    if row is None:
+        raise LedgerError(f"no ledger account {account_id}")
+    return Balance(*(int(v) for v in row))
+
+
+def wallet_available(conn: Conn, user_id: str) -> int:
+    """A user's spendable balance in tyiyn (0 when the user has no wallet yet)."""
+    row = conn.execute(
+        """SELECT credits_posted - debits_posted - debits_pending FROM ledger_accounts
+           WHERE kind = 'wallet' AND user_id = %s""",
+        (user_id,),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _insert(conn: Conn, transfer_id: str, kind: str, debit: int, credit: int, amount: int,
+            pending_id: str | None, reason: str, metadata: dict[str, Any] | None) -> bool:
+    """Insert one transfer; False if a transfer with this id already exists (idempotent replay)."""
+    if amount <= 0:
+        raise LedgerError("a transfer amount must be positive")
+    try:
+        # A savepoint keeps the caller's transaction usable when the database refuses the transfer.
+        with conn.transaction():
+            row = conn.execute(
+                """INSERT INTO ledger_transfers (id, kind, debit_account_id, credit_account_id, amount,
+                                                 pending_id, reason, metadata)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                   ON CONFLICT (id) DO NOTHING RETURNING id""",
+                (transfer_id, kind, debit, credit, amount, pending_id, reason, Jsonb(metadata or {})),
+            ).fetchone()
+    except psycopg.errors.CheckViolation as exc:
+        constraint = exc.diag.constraint_name
+        if constraint == "ledger_accounts_no_overdraft":
+            raise InsufficientFunds() from None
+        if constraint == "ledger_post_exceeds_hold":
+            raise PostExceedsHold() from None
+        raise
+    except psycopg.errors.UniqueViolation as exc:
+        if exc.diag.constraint_name == "ledger_transfers_pending_id_key":
+            raise AlreadyResolved() from None
+        raise
+    return row is not None
+
+
+def transfer(conn: Conn, transfer_id: str, debit: int, credit: int, amount: int, *, reason: str = "",
+             metadata: dict[str, Any] | None = None) -> bool:
+    """Move ``amount`` tyiyn from ``debit`` to ``credit`` now. False if ``transfer_id`` was already used.
+
+    Raises:
+        InsufficientFunds: ``debit`` is a wallet without that much available.
+    """
+    return _insert(conn, transfer_id, "single", debit, credit, amount, None, reason, metadata)
+
+
+def hold(conn: Conn, transfer_id: str, debit: int, credit: int, amount: int, *, reason: str = "",
+         metadata: dict[str, Any] | None = None) -> bool:
+    """Reserve ``amount`` (a pending transfer) to be posted or voided later. False if already placed.
+
+    Raises:
+        InsufficientFunds: ``debit`` is a wallet without that much available.
+    """
+    return _insert(conn, transfer_id, "pending", debit, credit, amount, None, reason, metadata)
+
+
+def post(conn: Conn, transfer_id: str, pending_id: str, amount: int, *, reason: str = "",
+         metadata: dict[str, Any] | None = None) -> bool:
+    """Settle a hold for ``amount`` ≤ the hold; the rest returns to the debit account.
+
+    An amount of 0 voids the hold instead (a transfer amount is always positive). Returns False if
+    ``transfer_id`` was already written.
+
+    Raises:
+        PostExceedsHold: ``amount`` is more than the hold.
+        AlreadyResolved: the hold was already settled under another transfer id.
+    """
+    if amount == 0:
+        return void(conn, transfer_id, pending_id, reason=reason, metadata=metadata)
+    return _resolve(conn, transfer_id, "post", pending_id, amount, reason, metadata)
+
+
+def void(conn: Conn, transfer_id: str, pending_id: str, *, reason: str = "",
+         metadata: dict[str, Any] | None = None) -> bool:
+    """Release a hold in full. False if ``transfer_id`` was already written.
+
+    Raises:
+        AlreadyResolved: the hold was already settled under another transfer id.
+    """
+    return _resolve(conn, transfer_id, "void", pending_id, None, reason, metadata)
+
+
+def _resolve(conn: Conn, transfer_id: str, kind: str, pending_id: str, amount: int | None, reason: str,
+             metadata: dict[str, Any] | None) -> bool:
+    row = conn.execute(
+        "SELECT debit_account_id, credit_account_id, amount FROM ledger_transfers WHERE id = %s AND kind = 'pending'",
+        (pending_id,),
+    ).fetchone()
+    if row is None:
+        raise LedgerError(f"no pending transfer {pending_id!r}")
+    debit, credit, held = int(row[0]), int(row[1]), int(row[2])
+    return _insert(conn, transfer_id, kind, debit, credit, held if amount is None else amount, pending_id,
+                   reason, metadata)
+
+
+def pending_resolution(conn: Conn, pending_id: str) -> tuple[str, int] | None:
+    """``(kind, amount)`` of the post or void that settled a hold, or None while it is still held."""
+    row = conn.execute(
+        "SELECT kind, amount FROM ledger_transfers WHERE pending_id = %s", (pending_id,)
+    ).fetchone()
+    return (str(row[0]), int(row[1])) if row else None

@@ -1,0 +1,64 @@
+"""Read views of charging sessions, shared by the session queries and the ``sessionUpdated`` subscription.
+
+A view carries what access checks need (the driver's user id and the station owner's user id) next
+to what clients see.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from csms.store.db import Conn
+
+
+@dataclass(frozen=True, slots=True)
+class SessionView:
+    """One charging session as stored, plus who may see it."""
+
+    id: str
+    user_id: str
+    owner_id: str | None  # the owner of the station's location, if any
+    station_id: str
+    connector_id: int
+    status: str
+    limit_tyiyn: int | None
+    energy_limit_wh: int | None
+    price_per_kwh_tyiyn: int
+    session_fee_tyiyn: int
+    hold_tyiyn: int
+    transaction_id: int | None
+    energy_wh: int
+    power_w: int | None
+    soc: int | None
+    cost_tyiyn: int
+    charged_tyiyn: int | None
+    stop_reason: str | None
+    failure_reason: str | None
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    updated_at: datetime
+
+
+SESSION_COLUMNS = """s.id::text, s.user_id::text, l.owner_id::text, s.station_id, s.connector_id, s.status,
+    s.limit_tyiyn, s.energy_limit_wh, s.price_per_kwh_tyiyn, s.session_fee_tyiyn, s.hold_tyiyn,
+    s.transaction_id, s.energy_wh, s.power_w, s.soc, s.cost_tyiyn, s.charged_tyiyn, s.stop_reason,
+    s.failure_reason, s.created_at, s.started_at, s.ended_at, s.updated_at"""
+
+SESSION_FROM = """charging_sessions s JOIN stations st ON st.id = s.station_id
+    LEFT JOIN locations l ON l.id = st.location_id"""
+
+
+def get_session(conn: Conn, session_id: str) -> SessionView | None:
+    """One session by id (None if unknown or not a UUID)."""
+    try:
+        uuid.UUID(session_id)
+    except ValueError:
+        return None
+    row = conn.execute(f"SELECT {SESSION_COLUMNS} FROM {SESSION_FROM} WHERE s.id = %s", (session_id,)).fetchone()
+    return SessionView(*row) if row else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import TYPE_CHECKING, TypeVar
 
@@ -56,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("serve", help="run the OCPP gateway and the API (settings from CSMS_* variables)")
     sub.add_parser("migrate", help="apply pending database migrations and exit")
-    sub.add_parser("seed-demo", help="add demo stations and id tags (idempotent)")
+    sub.add_parser("seed-demo", help="add a demo location, owner, tariff, stations and id tags (idempotent)")
 
     station = sub.add_parser("station", help="manage charge points").add_subparsers(
         dest="action", required=True, metavar="ACTION")
@@ -127,7 +128,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         print("database is up to date")
         return 0
     if args.command == "seed-demo":
-        print(_with_db(settings, demo.seed))
+        if settings.production:
+            print("csms: seed-demo is for development; refused with APP_ENV=production", file=sys.stderr)
+            return 2
+        owner_password = os.environ.get(demo.OWNER_PASSWORD_ENV) or None
+        print(_with_db(settings, lambda db: demo.seed(db, owner_password=owner_password)))
         return 0
     if args.command == "station":
         password = sys.stdin.readline().rstrip("\n") if args.password_stdin else args.password

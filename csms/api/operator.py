@@ -1,7 +1,7 @@
-"""Operator queries over the OCPP side: stations, charger transactions and their meter values (admins).
+"""Operator queries over the OCPP side: every station, charger transactions and their meter values (admins).
 
-These read what chargers reported (``csms.store.views``); the driver-facing charging sessions live in
-their own module.
+These read what chargers reported (``csms.store.views``). The public map and owners' views of stations
+are in ``catalog.py``; the driver-facing charging sessions live in their own module.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import strawberry
 from strawberry import Info
 
 from csms.api.access import ADMIN
+from csms.api.catalog_types import Station, actor_of, build
 from csms.api.context import ApiContext  # noqa: TC001 (strawberry reads resolver annotations at runtime)
 from csms.api.errors import BadUserInput
-from csms.api.types import MeterValue, Station, TransactionConnection, decode_cursor
+from csms.api.types import MeterValue, TransactionConnection, decode_cursor
 from csms.store import views
 
 DEFAULT_PAGE = 20
@@ -20,20 +21,9 @@ DEFAULT_PAGE = 20
 
 # Resolvers are plain typed functions passed as resolver=: strawberry's decorator form is untyped.
 async def resolve_stations(info: Info[ApiContext, None]) -> list[Station]:
-    """Every station with its connectors and connection state: three queries, whatever the count."""
-
-    def load(conn: views.Conn) -> tuple[list[views.StationView], dict[str, list[views.ConnectorView]], set[str]]:
-        # One transaction, so the list, the connectors and the connection states are one snapshot.
-        return views.list_stations(conn), views.connectors_by_station(conn), views.connected_stations(conn)
-
-    stations, connectors, connected = await info.context.db.run(load)
-    return [Station.from_view(s, connectors.get(s.id, []), s.id in connected) for s in stations]
-
-
-async def resolve_station(info: Info[ApiContext, None], id: str) -> Station | None:
-    """One station; its connectors and connection state load only if the query selects them."""
-    view = await info.context.db.run(views.get_station, id)
-    return Station.from_view(view) if view is not None else None
+    """Every station, unassigned ones too, with connectors, tariffs and locations: four queries in all."""
+    snapshot = await info.context.db.run(views.all_stations_snapshot)
+    return build(snapshot, actor_of(info.context.principal))[1]
 
 
 async def resolve_transactions(
@@ -61,12 +51,9 @@ async def resolve_meter_values(info: Info[ApiContext, None], transaction_id: int
 @strawberry.type
 class OperatorQuery:
     stations: list[Station] = strawberry.field(
-        resolver=resolve_stations, permission_classes=ADMIN, description="Every station, by id."
-    )
-    station: Station | None = strawberry.field(
-        resolver=resolve_station,
+        resolver=resolve_stations,
         permission_classes=ADMIN,
-        description="One station, or null if the id is unknown.",
+        description="Every station by id, including those without a location.",
     )
     transactions: TransactionConnection = strawberry.field(
         resolver=resolve_transactions,

@@ -1,4 +1,6 @@
-"""GraphQL object types of the operator API, built from the store's read views.
+"""GraphQL object types of the operator API (transactions, meter values), built from the store's read views.
+
+The catalog types (Location, Station, Connector, Tariff) are in ``catalog_types.py``.
 
 strawberry reads annotations at schema build time, so every name used in one (``datetime``,
 ``ApiContext``, ``Info``) is imported at runtime even though ``from __future__ import annotations``
@@ -11,14 +13,15 @@ import base64
 import binascii
 import dataclasses
 from datetime import datetime  # noqa: TC003  (strawberry resolves annotations at runtime)
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import strawberry
-from strawberry import Info
 
-from csms.api.context import ApiContext  # noqa: TC001
 from csms.api.errors import BadUserInput
-from csms.store import views
+from csms.api.scalars import Long  # noqa: TC001 (energy in Wh is 64-bit)
+
+if TYPE_CHECKING:
+    from csms.store import views
 
 _CURSOR_TAG = "tx:"
 # transactions.id is a 32-bit integer (the OCPP transactionId).
@@ -31,88 +34,15 @@ def _fields_of(view: Any, graphql_type: type) -> dict[str, Any]:
     return {name: getattr(view, name) for name in graphql_type.__annotations__ if name in names}
 
 
-@strawberry.type(description="The last known state of one connector; connector 0 is the charge point.")
-class Connector:
-    connector_id: int
-    status: str = strawberry.field(description="OCPP ChargePointStatus, e.g. Available, Charging, Faulted.")
-    error_code: str = strawberry.field(description="OCPP ChargePointErrorCode; NoError when healthy.")
-    info: str | None
-    updated_at: datetime = strawberry.field(description="When csms last recorded a status (UTC).")
-
-    @classmethod
-    def from_view(cls, view: views.ConnectorView) -> Connector:
-        """Build the GraphQL object from the store's view (same field names)."""
-        return cls(**_fields_of(view, cls))
-
-
-# Resolvers are plain typed functions passed as resolver=: strawberry's decorator form is untyped.
-# These two are async on purpose: graphql-core gathers them concurrently across stations (trio_gather).
-async def resolve_connected(root: Station, info: Info[ApiContext, None]) -> bool:
-    """Preloaded by list queries, else one query for this station."""
-    if root.preloaded_connected is not None:
-        return root.preloaded_connected
-    return await info.context.db.run(views.station_connected, root.id)
-
-
-async def resolve_connectors(root: Station, info: Info[ApiContext, None]) -> list[Connector]:
-    """Preloaded by list queries, else one query for this station."""
-    rows = root.preloaded_connectors
-    if rows is None:
-        rows = await info.context.db.run(views.station_connectors, root.id)
-    return [Connector.from_view(row) for row in rows]
-
-
-@strawberry.type(description="A charge point known to csms.")
-class Station:
-    id: str = strawberry.field(description="The charge point identity (last segment of its OCPP URL).")
-    vendor: str | None
-    model: str | None
-    serial_number: str | None
-    firmware_version: str | None
-    registration_status: str = strawberry.field(description="Accepted, Pending or Rejected.")
-    last_seen: datetime | None = strawberry.field(description="Last message from the charger (UTC).")
-    connected: bool = strawberry.field(
-        resolver=resolve_connected,
-        description="Whether a live csms node holds the charger's WebSocket right now.",
-    )
-    connectors: list[Connector] = strawberry.field(
-        resolver=resolve_connectors, description="The station's connectors, by connector id."
-    )
-    # Filled by list queries, which load the state of every station in two queries instead of two per
-    # station; when absent the resolvers load it themselves.
-    preloaded_connectors: strawberry.Private[list[views.ConnectorView] | None] = None
-    preloaded_connected: strawberry.Private[bool | None] = None
-
-    @classmethod
-    def from_view(
-        cls,
-        view: views.StationView,
-        connectors: list[views.ConnectorView] | None = None,
-        connected: bool | None = None,
-    ) -> Station:
-        """Build the GraphQL object, optionally with its connectors and connection state preloaded."""
-        return cls(
-            id=view.id,
-            vendor=view.vendor,
-            model=view.model,
-            serial_number=view.serial_number,
-            firmware_version=view.firmware_version,
-            registration_status=view.registration_status,
-            last_seen=view.last_seen,
-            preloaded_connectors=connectors,
-            preloaded_connected=connected,
-        )
-
-
 @strawberry.type(description="One OCPP transaction; the stop fields are null while it runs.")
 class Transaction:
     id: int = strawberry.field(description="The OCPP transactionId.")
     station_id: str
     connector_id: int
     id_tag: str
-    meter_start_wh: int
-    meter_stop_wh: int | None
-    energy_wh: int | None = strawberry.field(description="meterStopWh - meterStartWh, once stopped.")
+    meter_start_wh: Long
+    meter_stop_wh: Long | None
+    energy_wh: Long | None = strawberry.field(description="meterStopWh - meterStartWh, once stopped.")
     started_at: datetime
     stopped_at: datetime | None
     stop_reason: str | None

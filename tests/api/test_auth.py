@@ -18,16 +18,30 @@ if TYPE_CHECKING:
 
 ROOT_FIELDS = {
     "stations": "{ stations { id } }",
-    "station": '{ station(id: "CP1") { id } }',
     "transactions": "{ transactions { edges { cursor } } }",
     "meterValues": "{ meterValues(transactionId: 1) { value } }",
+    "myLocations": "{ myLocations { id } }",
+    "myTariffs": "{ myTariffs { id } }",
+}
+# The public map: anyone may ask (field-level hiding is tested in test_catalog_access.py).
+PUBLIC_FIELDS = {
+    "locations": "{ locations { id } }",
+    "location": '{ location(id: "00000000-0000-0000-0000-000000000000") { id } }',
+    "station": '{ station(id: "CP1") { id } }',
 }
 
 
 def test_every_root_field_is_covered_here() -> None:
     query_type = build_schema(schema.as_str()).query_type
     assert query_type is not None
-    assert set(query_type.fields) == set(ROOT_FIELDS)
+    assert set(query_type.fields) == set(ROOT_FIELDS) | set(PUBLIC_FIELDS)
+
+
+@pytest.mark.parametrize("field", sorted(PUBLIC_FIELDS))
+async def test_public_fields_answer_anonymous_callers(client: httpx.AsyncClient, field: str) -> None:
+    result = await gql(client, PUBLIC_FIELDS[field])
+    assert "errors" not in result, result
+    assert field in result["data"]
 
 
 @pytest.mark.parametrize("field", sorted(ROOT_FIELDS))

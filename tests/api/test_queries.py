@@ -1,4 +1,4 @@
-"""Stations, transactions and meter values through the real app, on rows inserted with SQL."""
+"""Admin views of stations, transactions and meter values through the real app, on rows inserted with SQL."""
 
 from __future__ import annotations
 
@@ -81,7 +81,11 @@ async def test_stations_list(client: httpx.AsyncClient, db: Database, token: str
         "errorCode": "GroundFailure",
         "info": "ouch",
         "updatedAt": T0.isoformat(),
+        "hasOwnTariff": False,
+        "tariff": None,
     }
+    assert cp1["location"] is None
+    assert cp1["hasPassword"] is False
     assert [stations[s]["connected"] for s in ("CP1", "CP2", "CP3")] == [True, False, False]
     assert stations["CP3"]["connectors"] == []
     assert stations["CP3"]["lastSeen"] is None
@@ -100,7 +104,8 @@ async def test_one_station_and_unknown_station(client: httpx.AsyncClient, db: Da
 
 
 async def test_sibling_async_fields_and_async_list_items(client: httpx.AsyncClient, db: Database, token: str) -> None:
-    """Regression for trio_gather: graphql-core gathers these with asyncio unless patched (data: null)."""
+    """Regression for trio_gather: graphql-core gathers sibling async root fields with asyncio unless patched
+    (data: null). Station fields are preloaded (no per-station queries), so the async siblings are the roots."""
     await db.run(seed_stations)
     query = """{
       stations { id connected connectors { connectorId status } }

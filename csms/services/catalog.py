@@ -88,13 +88,16 @@ def _usable_tariff(conn: Conn, actor: Actor, tariff_id: str, station_owner: str 
     return tariff
 
 
+def _owner_of(conn: Conn, station: store.StationRow) -> str | None:
+    """The owner of a station's location, locked (FOR SHARE) so that it cannot change meanwhile."""
+    location = store.lock_location(conn, station.location_id) if station.location_id else None
+    return location.owner_id if location else None
+
+
 def _managed_station(conn: Conn, actor: Actor, station_id: str) -> tuple[store.StationRow, str | None]:
     """The station (locked) and its owner, if the actor manages it."""
     station = store.lock_station(conn, station_id)
-    owner = None
-    if station is not None and station.location_id is not None:
-        location = store.lock_location(conn, station.location_id)
-        owner = location.owner_id if location else None
+    owner = _owner_of(conn, station) if station else None
     if station is None or not actor.can_manage(owner):
         raise NotFound("No such station.")
     return station, owner
@@ -117,13 +120,8 @@ async def create_location(db: Database, actor: Actor, *, name: str, address: str
     Raises:
         InvalidInput, NotAllowed, Conflict: see the module rules.
     """
-    values: dict[str, Any] = {
-        "name": check.text(name, "name", min_len=1, max_len=200),
-        "address": check.text(address, "address", max_len=500),
-        "city": check.text(city, "city", max_len=100),
-        "latitude": check.coordinate(latitude, "latitude", 90),
-        "longitude": check.coordinate(longitude, "longitude", 180),
-    }
+    values = check.changes({"name": name, "address": address, "city": city, "latitude": latitude,
+                            "longitude": longitude}, check.LOCATION_FIELDS)
     check.coordinates_pair(values["latitude"], values["longitude"])
     requested_owner = check.object_id(owner_id, "ownerId")
 
@@ -152,15 +150,7 @@ async def update_location(db: Database, actor: Actor, location_id: str, changes:
         InvalidInput, NotFound, NotAllowed, Conflict: see the module rules.
     """
     location_id = check.object_id(location_id, "id") or ""
-    clean: dict[str, Any] = {}
-    for key, max_len, min_len in (("name", 200, 1), ("address", 500, 0), ("city", 100, 0)):
-        if key in changes:
-            clean[key] = check.text(changes[key], key, min_len=min_len, max_len=max_len)
-    for key, limit in (("latitude", 90), ("longitude", 180)):
-        if key in changes:
-            clean[key] = check.coordinate(changes[key], key, limit)
-    if "owner_id" in changes:
-        clean["owner_id"] = check.object_id(changes["owner_id"], "ownerId")
+    clean = check.changes(changes, check.LOCATION_FIELDS)
 
     def write(conn: Conn) -> None:
         location = _managed_location(conn, actor, location_id, exclusive=True)
@@ -231,13 +221,9 @@ def _same_station_or_conflict(conn: Conn, actor: Actor, station_id: str, locatio
                               tariff: str | None, password: str | None) -> None:
     """Accept a repeated create of an identical station (a retry); anything else is a conflict."""
     existing = store.lock_station(conn, station_id)
-    owner = None
-    if existing is not None and existing.location_id is not None:
-        found = store.lock_location(conn, existing.location_id)
-        owner = found.owner_id if found else None
     same = (
         existing is not None
-        and actor.can_manage(owner)
+        and actor.can_manage(_owner_of(conn, existing))
         and (existing.location_id, existing.connector_count, existing.tariff_id) == (location, count, tariff)
         and (existing.password_hash is None if password is None else verify_password(existing.password_hash, password))
     )
@@ -253,15 +239,9 @@ async def update_station(db: Database, actor: Actor, station_id: str, changes: d
     Raises:
         InvalidInput, NotFound, Conflict: see the module rules.
     """
-    clean: dict[str, Any] = {}
-    if "location_id" in changes:
-        clean["location_id"] = check.object_id(changes["location_id"], "locationId")
-        if clean["location_id"] is None and not actor.is_admin:
-            raise InvalidInput("A station stays at one of your locations.")
-    if "connector_count" in changes:
-        clean["connector_count"] = check.connector_count(changes["connector_count"])
-    if "tariff_id" in changes:
-        clean["tariff_id"] = check.object_id(changes["tariff_id"], "tariffId")
+    clean = check.changes(changes, check.STATION_FIELDS)
+    if "location_id" in clean and clean["location_id"] is None and not actor.is_admin:
+        raise InvalidInput("A station stays at one of your locations.")
 
     def write(conn: Conn) -> None:
         station, owner = _managed_station(conn, actor, station_id)
@@ -366,15 +346,7 @@ async def update_tariff(db: Database, actor: Actor, tariff_id: str, changes: dic
         InvalidInput, NotFound, NotAllowed, Conflict: see the module rules.
     """
     tariff_id = check.object_id(tariff_id, "id") or ""
-    clean: dict[str, Any] = {}
-    if "name" in changes:
-        clean["name"] = check.text(changes["name"], "name", min_len=1, max_len=100)
-    if "price_per_kwh_tyiyn" in changes:
-        clean["price_per_kwh_tyiyn"] = check.price(changes["price_per_kwh_tyiyn"])
-    if "session_fee_tyiyn" in changes:
-        clean["session_fee_tyiyn"] = check.fee(changes["session_fee_tyiyn"])
-    if "owner_id" in changes:
-        clean["owner_id"] = check.object_id(changes["owner_id"], "ownerId")
+    clean = check.changes(changes, check.TARIFF_FIELDS)
 
     def write(conn: Conn) -> None:
         tariff = store.lock_tariff(conn, tariff_id, exclusive=True)

@@ -10,6 +10,10 @@ import math
 import re
 import uuid
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 # New stations from the API get the strict form. The OCPP handshake (and the stations table) accept a
 # broader alphabet for chargers registered by other means, but cap identities at 48 characters, so
@@ -123,3 +127,30 @@ def object_id(value: str | None, name: str) -> str | None:
         return str(uuid.UUID(value))
     except ValueError:
         raise InvalidInput(f"{name} is not a valid id.") from None
+
+
+def changes(values: dict[str, Any], rules: dict[str, Callable[[Any], Any]]) -> dict[str, Any]:
+    """Check each given field with its rule (a field without a rule is a programming error)."""
+    return {name: rules[name](value) for name, value in values.items()}
+
+
+# The rules of each object's fields (keys are column names).
+LOCATION_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "name": lambda v: text(v, "name", min_len=1, max_len=200),
+    "address": lambda v: text(v, "address", max_len=500),
+    "city": lambda v: text(v, "city", max_len=100),
+    "latitude": lambda v: coordinate(v, "latitude", 90),
+    "longitude": lambda v: coordinate(v, "longitude", 180),
+    "owner_id": lambda v: object_id(v, "ownerId"),
+}
+STATION_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "location_id": lambda v: object_id(v, "locationId"),
+    "connector_count": connector_count,
+    "tariff_id": lambda v: object_id(v, "tariffId"),
+}
+TARIFF_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "name": lambda v: text(v, "name", min_len=1, max_len=100),
+    "price_per_kwh_tyiyn": price,
+    "session_fee_tyiyn": fee,
+    "owner_id": lambda v: object_id(v, "ownerId"),
+}

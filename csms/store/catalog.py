@@ -83,11 +83,11 @@ def _set_clause(changes: dict[str, Any], allowed: frozenset[str]) -> sql.Compose
     )
 
 
-def _unique(conn: Conn, statement: sql.Composable | str, params: dict[str, Any] | tuple[Any, ...]) -> Any:
+def _unique(conn: Conn, statement: sql.Composed, params: dict[str, Any]) -> None:
     """Run a write in a savepoint, turning a unique violation into :class:`Duplicate`."""
     try:
         with conn.transaction():
-            return conn.execute(statement, params).fetchone()  # type: ignore[arg-type]
+            conn.execute(statement, params)
     except psycopg.errors.UniqueViolation as exc:
         raise Duplicate(exc.diag.constraint_name or "unique") from None
 

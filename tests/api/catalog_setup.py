@@ -30,6 +30,7 @@ class Cast:
     owner_b: str
     owner_b_id: str
     driver: str
+    driver_id: str
 
 
 async def cast(db: Database) -> Cast:
@@ -37,8 +38,8 @@ async def cast(db: Database) -> Cast:
     admin_id, admin = await make_user(db, "admin")
     a_id, a = await make_user(db, "owner")
     b_id, b = await make_user(db, "owner")
-    _, driver = await make_user(db, "driver")
-    return Cast(admin, admin_id, a, a_id, b, b_id, driver)
+    driver_id, driver = await make_user(db, "driver")
+    return Cast(admin, admin_id, a, a_id, b, b_id, driver, driver_id)
 
 
 async def op(client: httpx.AsyncClient, operation: str, token: str | None = None, **variables: Any) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
+import trio
 
 from csms.services.tariffs import Price, energy_cost
 from csms.store.catalog import effective_tariff, station_owner
@@ -202,3 +203,23 @@ async def test_boundary_prices_and_cost_estimates(client: httpx.AsyncClient, db:
         result = await op(client, "StationPrice", id="A-1", energyWh=bad)
         assert error_codes(result) == ["BAD_USER_INPUT", "BAD_USER_INPUT"]  # one per connector
         assert [c["tariff"] for c in result["data"]["station"]["connectors"]] == [None, None]
+
+
+async def test_concurrent_identical_creates_make_one_object(client: httpx.AsyncClient, db: Database) -> None:
+    """Retries racing each other (a client that timed out and resent) still create one row each."""
+    people = await cast(db)
+    tariffs: list[str] = []
+    locations: list[str] = []
+
+    async def create_both() -> None:
+        tariffs.append((await tariff(client, people.owner_a, "Raced", 700))["id"])
+        locations.append((await location(client, people.owner_a, "Raced Hub"))["id"])
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(4):
+            nursery.start_soon(create_both)
+    assert len(set(tariffs)) == 1
+    assert len(set(locations)) == 1
+    counts = await db.run(lambda conn: conn.execute(
+        "SELECT (SELECT count(*) FROM tariffs), (SELECT count(*) FROM locations)").fetchone())
+    assert counts == (1, 1)

@@ -196,8 +196,8 @@ class LedgerReport:
         """One line: the size of the ledger and the verdict."""
         verdict = "consistent" if self.ok else f"{len(self.problems) + self.unlisted} PROBLEM(S)"
         return (f"ledger {verdict}: {self.accounts} accounts, {self.transfers} transfers, "
-                f"sum of posted balances {self.posted_sum} tyiyn, {self.open_holds} open holds of "
-                f"{self.pending_tyiyn} tyiyn, {self.sessions_checked} charging sessions checked")
+                f"posted balances sum to {self.posted_sum} tyiyn, {self.open_holds} open hold(s) of "
+                f"{self.pending_tyiyn} tyiyn in total, {self.sessions_checked} charging session(s) checked")
 
     def render(self) -> str:
         """The summary followed by one line per problem."""

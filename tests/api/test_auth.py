@@ -21,6 +21,11 @@ ROOT_FIELDS = {
     "station": '{ station(id: "CP1") { id } }',
     "transactions": "{ transactions { edges { cursor } } }",
     "meterValues": "{ meterValues(transactionId: 1) { value } }",
+    "myWallet": "{ myWallet { availableTyiyn } }",
+    "myWalletHistory": "{ myWalletHistory { pageInfo { hasNextPage } } }",
+    "wallet": '{ wallet(userId: "00000000-0000-0000-0000-000000000001") { availableTyiyn } }',
+    "auditLog": "{ auditLog { pageInfo { hasNextPage } } }",
+    "myRevenue": '{ myRevenue(from: "2026-01-01T00:00:00Z", to: "2026-02-01T00:00:00Z") { revenueTyiyn } }',
 }
 
 

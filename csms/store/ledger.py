@@ -6,7 +6,9 @@ check refuses a wallet debit that would spend more than is available. So these f
 transfers and translate the database's refusals into :class:`InsufficientFunds` and friends.
 
 Every transfer id is chosen by the caller and is unique: writing the same transfer twice is a no-op
-that returns ``False``, which makes every money-moving caller idempotent.
+that returns ``False``, which makes every money-moving caller idempotent. (The balances are applied by
+an AFTER INSERT trigger, migration 0006, because BEFORE INSERT triggers also run for the rows that
+``ON CONFLICT DO NOTHING`` then skips: a replay used to move the money a second time.)
 
 Every function runs inside the caller's transaction (call them through ``Database.run``).
 """

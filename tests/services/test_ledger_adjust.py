@@ -12,6 +12,7 @@ import trio
 
 from csms.services import ledger as service
 from csms.store import ledger
+from csms.store.db import open_database
 from csms.store.events import CHANNEL
 from tests.conftest import make_user
 from tests.ledger_check import assert_ledger_clean
@@ -44,9 +45,14 @@ class Listener:
         self.conn = psycopg.connect(db_url, autocommit=True)
         self.conn.execute(f"LISTEN {CHANNEL}")
 
-    async def events(self, timeout: float = 0.5) -> list[dict[str, Any]]:
+    async def events(self, expected: int) -> list[dict[str, Any]]:
+        """The events received: returns once ``expected`` arrived, or after a short wait for more."""
         def read() -> list[dict[str, Any]]:
-            return [json.loads(n.payload) for n in self.conn.notifies(timeout=timeout)]
+            notes = self.conn.notifies(timeout=5.0 if expected else 0.2, stop_after=expected or None)
+            received = [json.loads(n.payload) for n in notes]
+            # Anything beyond what was expected would be a bug: look briefly for it.
+            received += [json.loads(n.payload) for n in self.conn.notifies(timeout=0.05)]
+            return received
         return await trio.to_thread.run_sync(read)
 
 
@@ -76,7 +82,7 @@ async def test_credit_and_debit_are_audited_and_announced(db: Database, listener
     stored = await db.run(ledger.get_transfer, "adj-2")
     assert stored is not None
     assert (stored.kind, stored.amount, stored.reason) == ("single", 1_000, "duplicate top-up")
-    assert await listener.events() == [{"topic": "balance", "user_id": user}] * 2
+    assert await listener.events(2) == [{"topic": "balance", "user_id": user}] * 2
     await assert_ledger_clean(db)
 
 
@@ -89,7 +95,7 @@ async def test_a_debit_beyond_the_available_balance_is_refused_and_changes_nothi
         await db.run(adjust(user, -2_001))
     assert await db.run(ledger.get_transfer, "adj-1") is None
     assert await db.run(audit_rows) == []
-    assert await listener.events() == []
+    assert await listener.events(0) == []
     assert (await db.run(adjust(user, -2_000))).wallet.available == 0
     await assert_ledger_clean(db)
 
@@ -101,7 +107,7 @@ async def test_the_same_transfer_id_adjusts_once(db: Database, listener: Listene
     assert (first.applied, again.applied) == (True, False)
     assert again.wallet.available == 700
     assert len(await db.run(audit_rows)) == 1
-    assert len(await listener.events()) == 1
+    assert len(await listener.events(1)) == 1
     # The same id for a different adjustment is a conflict, not a silent no-op.
     for amount, reason in ((800, "goodwill"), (-700, "goodwill"), (700, "other reason")):
         with pytest.raises(service.TransferIdConflict):
@@ -180,3 +186,20 @@ async def test_wallet_reads_and_owner_revenue(db: Database) -> None:
         3_100, 0)
     assert await db.run(service.owner_revenue, owner, now + timedelta(hours=1), now + timedelta(hours=2)) == (0, 0)
     assert await db.run(service.owner_revenue, newcomer, now - timedelta(hours=1), now) == (0, 0)
+
+
+async def test_concurrent_retries_of_one_adjustment_apply_once(db_url: str, db: Database) -> None:
+    user, _ = await make_user(db)
+    applied: list[bool] = []
+    async with open_database(db_url, size=8) as wide:
+
+        async def retry() -> None:
+            applied.append((await wide.run(adjust(user, 1_500, "refund", "same-key"))).applied)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(8):
+                nursery.start_soon(retry)
+    assert sorted(applied) == [False] * 7 + [True]
+    assert await db.run(ledger.wallet_available, user) == 1_500
+    assert len(await db.run(audit_rows)) == 1
+    await assert_ledger_clean(db)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import trio
 
+from csms import cli_ledger
 from csms.config import ConfigError, Settings
 from csms.ocpp.gateway import STATION_ID
 from csms.services import demo
@@ -79,6 +80,8 @@ def _parser() -> argparse.ArgumentParser:
         dest="action", required=True, metavar="ACTION")
     create = apikey.add_parser("create", help="create a key; the token is printed once")
     create.add_argument("--name", required=True, help="who or what the key is for")
+
+    cli_ledger.add_parser(sub)
     return p
 
 
@@ -156,6 +159,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         print(token)
         print("Store this token now: it is shown only once.", file=sys.stderr)
         return 0
+    if args.command == "ledger":
+        return cli_ledger.run(args, settings)
     raise AssertionError(args.command)
 
 

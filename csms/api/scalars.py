@@ -31,11 +31,11 @@ if TYPE_CHECKING:
     # For type checkers Long is an int; at runtime it is the strawberry scalar below.
     Long = NewType("Long", int)
 else:
-    # strawberry 0.341 deprecates wrapping a type (it prefers StrawberryConfig.scalar_map) with a
-    # DeprecationWarning, which pytest's filterwarnings=error turns into an import failure. The wrapped
-    # form keeps `Long` usable in annotations everywhere, so the warning is silenced here only.
+    # strawberry 0.341 deprecates wrapping a NewType here in favour of StrawberryConfig.scalar_map, and
+    # the test suite turns warnings into errors. The wrapped form keeps Long usable in any schema
+    # without configuration, so its one deprecation warning is silenced here, and only here.
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", "Passing a class to strawberry.scalar", DeprecationWarning)
         Long = strawberry.scalar(
             NewType("Long", int),
             serialize=_serialize,

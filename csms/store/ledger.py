@@ -6,7 +6,9 @@ check refuses a wallet debit that would spend more than is available. So these f
 transfers and translate the database's refusals into :class:`InsufficientFunds` and friends.
 
 Every transfer id is chosen by the caller and is unique: writing the same transfer twice is a no-op
-that returns ``False``, which makes every money-moving caller idempotent.
+that returns ``False``, which makes every money-moving caller idempotent. (The balances are applied by
+an AFTER INSERT trigger, migration 0006, because BEFORE INSERT triggers also run for the rows that
+``ON CONFLICT DO NOTHING`` then skips: a replay used to move the money a second time.)
 
 Every function runs inside the caller's transaction (call them through ``Database.run``).
 """
@@ -20,6 +22,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from csms.store.db import Conn
 
 AccountKind = Literal["wallet", "owner_revenue", "operator_revenue", "provider_clearing", "adjustments"]
@@ -113,6 +117,14 @@ def balance(conn: Conn, account_id: int) -> Balance:
     if row is None:
         raise LedgerError(f"no ledger account {account_id}")
     return Balance(*(int(v) for v in row))
+
+
+def find_user_account(conn: Conn, user_id: str, kind: AccountKind = "wallet") -> int | None:
+    """The id of a user's account of ``kind``, or None if it was never created (reads create nothing)."""
+    row = conn.execute(
+        "SELECT id FROM ledger_accounts WHERE kind = %s AND user_id = %s", (kind, user_id)
+    ).fetchone()
+    return int(row[0]) if row else None
 
 
 def wallet_available(conn: Conn, user_id: str) -> int:
@@ -219,3 +231,95 @@ def pending_resolution(conn: Conn, pending_id: str) -> tuple[str, int] | None:
         "SELECT kind, amount FROM ledger_transfers WHERE pending_id = %s", (pending_id,)
     ).fetchone()
     return (str(row[0]), int(row[1])) if row else None
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """One stored transfer (post and void carry their hold's accounts, a void its amount)."""
+
+    id: str
+    kind: str
+    debit_account_id: int
+    credit_account_id: int
+    amount: int
+    pending_id: str | None
+    reason: str
+    created_at: datetime
+
+
+def get_transfer(conn: Conn, transfer_id: str) -> Transfer | None:
+    """The transfer with this id, or None."""
+    row = conn.execute(
+        """SELECT id, kind, debit_account_id, credit_account_id, amount, pending_id, reason, created_at
+           FROM ledger_transfers WHERE id = %s""",
+        (transfer_id,),
+    ).fetchone()
+    return Transfer(*row) if row else None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """A transfer as one account sees it.
+
+    ``outgoing`` is True when the account is the transfer's debit side; ``counterparty`` is the kind of
+    the account on the other side (never its owner: a driver does not learn who owns a station).
+    """
+
+    id: str
+    kind: str
+    amount: int
+    outgoing: bool
+    counterparty: str
+    pending_id: str | None
+    reason: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """Up to ``first`` entries, newest first, and whether older ones exist."""
+
+    items: list[HistoryEntry]
+    has_next_page: bool
+
+
+_HISTORY_SIDE = """SELECT t.id, t.kind, t.amount, {outgoing}, o.kind, t.pending_id, t.reason, t.created_at
+    FROM ledger_transfers t JOIN ledger_accounts o ON o.id = t.{other}
+    WHERE t.{side} = %(account)s AND (t.created_at, t.id) < (%(after_at)s, %(after_id)s)
+    ORDER BY t.created_at DESC, t.id DESC LIMIT %(limit)s"""
+
+
+def account_history(conn: Conn, account_id: int, first: int,
+                    after: tuple[datetime, str] | None = None) -> HistoryPage:
+    """The account's transfers, newest first (by time, then id), after the cursor position ``after``.
+
+    Each side (debits, credits) is read through its own index and the two are merged, which stays an
+    index scan however long the history is.
+    """
+    debits = _HISTORY_SIDE.format(outgoing="true", other="credit_account_id", side="debit_account_id")
+    credits = _HISTORY_SIDE.format(outgoing="false", other="debit_account_id", side="credit_account_id")
+    if after is None:  # start after a position later than any transfer
+        after_at: object = "infinity"
+        after_id = ""
+    else:
+        after_at, after_id = after
+    rows = conn.execute(
+        f"({debits}) UNION ALL ({credits}) ORDER BY 8 DESC, 1 DESC LIMIT %(limit)s",
+        {"account": account_id, "after_at": after_at, "after_id": after_id, "limit": first + 1},
+    ).fetchall()
+    items = [HistoryEntry(*row) for row in rows[:first]]
+    return HistoryPage(items, len(rows) > first)
+
+
+def credited_between(conn: Conn, account_id: int, start: datetime, end: datetime) -> tuple[int, int]:
+    """``(tyiyn, sessions)``: posted credits to the account in ``[start, end)``, and how many of them
+    settled a charging session's hold."""
+    row = conn.execute(
+        """SELECT COALESCE(sum(t.amount), 0), count(s.id)
+           FROM ledger_transfers t LEFT JOIN charging_sessions s ON s.hold_transfer_id = t.pending_id
+           WHERE t.credit_account_id = %s AND t.kind IN ('single', 'post')
+             AND t.created_at >= %s AND t.created_at < %s""",
+        (account_id, start, end),
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])

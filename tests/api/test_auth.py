@@ -22,6 +22,11 @@ ROOT_FIELDS = {
     "meterValues": "{ meterValues(transactionId: 1) { value } }",
     "myLocations": "{ myLocations { id } }",
     "myTariffs": "{ myTariffs { id } }",
+    "myWallet": "{ myWallet { availableTyiyn } }",
+    "myWalletHistory": "{ myWalletHistory { pageInfo { hasNextPage } } }",
+    "wallet": '{ wallet(userId: "00000000-0000-0000-0000-000000000001") { availableTyiyn } }',
+    "auditLog": "{ auditLog { pageInfo { hasNextPage } } }",
+    "myRevenue": '{ myRevenue(from: "2026-01-01T00:00:00Z", to: "2026-02-01T00:00:00Z") { revenueTyiyn } }',
 }
 # The public map: anyone may ask (field-level hiding is tested in test_catalog_access.py).
 PUBLIC_FIELDS = {

@@ -33,6 +33,8 @@ from csms.ocpp.router import ROUTES_16
 from csms.services.commands import ChargerCommands
 from csms.services.commit import GroupCommitter
 from csms.services.journal import Journal
+from csms.services.reapers import SessionReaper
+from csms.services.session_tracker import LiveSessions
 from csms.services.stations import StationService
 from csms.services.transactions import TransactionService
 from csms.store.db import Database, open_database
@@ -121,6 +123,7 @@ class Csms:
         self.commands: ChargerCommands | None = None
         self.db: Database | None = None
         self.stations: StationService | None = None
+        self.reaper: SessionReaper | None = None
         # Loaded (or, in development, created) up front so a bad key fails start-up, not the first login.
         self._signer = settings.token_signer()
 
@@ -165,11 +168,13 @@ class Csms:
             stations = StationService(db, committer, node_id=self.node_id,
                                       accept_unknown=s.accept_unknown_stations)
             self.stations = stations
-            deps = Deps(stations=stations, transactions=TransactionService(committer),
+            live = LiveSessions()
+            deps = Deps(stations=stations, transactions=TransactionService(committer, live),
                         heartbeat_interval_s=s.heartbeat_interval_s, vendors=self.vendors)
             gateway = Gateway(s, deps, ROUTES_16, journal)
             self.gateway = gateway
-            self.commands = ChargerCommands(gateway.send_call)
+            self.commands = ChargerCommands(gateway.send_call, gateway.is_connected)
+            self.reaper = SessionReaper(db, self.commands, live, s)
             async with trio.open_nursery() as writers:
                 await writers.start(committer.run)
                 await writers.start(journal.run)
@@ -192,6 +197,8 @@ class Csms:
             ocpp_port = listeners[0].socket.getsockname()[1]
             async with trio.open_nursery() as aux:
                 await aux.start(stations.run_presence)
+                if self.reaper is not None:
+                    await aux.start(self.reaper.run)
                 services = ApiServices(db=db, settings=s, signer=self._signer, commands=self.commands)
                 app = create_app(services)
                 binds = await aux.start(serve_api, app, s)

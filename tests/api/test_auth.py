@@ -21,6 +21,9 @@ ROOT_FIELDS = {
     "station": '{ station(id: "CP1") { id } }',
     "transactions": "{ transactions { edges { cursor } } }",
     "meterValues": "{ meterValues(transactionId: 1) { value } }",
+    "session": '{ session(id: "00000000-0000-0000-0000-000000000000") { id } }',
+    "mySessions": "{ mySessions { edges { cursor } } }",
+    "sessions": "{ sessions { edges { cursor } } }",
 }
 
 

@@ -46,7 +46,7 @@ async def test_concurrent_starts_beyond_the_balance_only_the_affordable_succeed(
                     nursery.start_soon(one, station, connector)
         ok = [r for r in results if "errors" not in r]
         refused = [codes(r) for r in results if "errors" in r]
-        assert len(ok) == 3  # 3 × 3,000 fit in 10,000; a fourth does not
+        assert len(ok) == 3  # three of 3,000 fit in 10,000; a fourth does not
         assert refused == [["INSUFFICIENT_BALANCE"]] * 3
         held = await wallet(snode.db, driver_id)
         assert (held.available, held.debits_pending) == (1_000, 9_000)

@@ -1,10 +1,11 @@
 """The one process: database, writers, OCPP gateway and API under one nursery tree.
 
 Start order (each service reports ready with ``task_status.started()`` before the next starts):
-database (embedded server if no URL) → migrations → group committer and journal → presence →
-OCPP gateway → API. Stop order on SIGINT/SIGTERM or :meth:`Csms.stop`: stop the API and stop
-accepting chargers, close chargers with 1001 under a deadline, then drain the committer and the
-journal so nothing confirmed or journaled is lost, then stop the database.
+database (embedded server if no URL) → migrations → group committer and journal → OCPP gateway →
+presence → session reaper (and its RemoteStop sender) → API. Stop order on SIGINT/SIGTERM or
+:meth:`Csms.stop`: stop the API and stop accepting chargers, close chargers with 1001 under a
+deadline, then drain the committer and the journal so nothing confirmed or journaled is lost, then
+stop the database.
 """
 
 from __future__ import annotations

@@ -127,7 +127,7 @@ class TransactionService:
             found = store.transaction_start_info(conn, station_id, tx_id)
             # StopTransaction carries no connectorId; its transactionData belongs to the transaction's
             # connector (0 when the transaction is unknown).
-            connector_id, start_wh = found if found else (0, None)
+            connector_id, start_wh, start_tag = found if found else (0, None, "")
             if payload.get("transactionData"):
                 store.insert_meter_samples(conn, [MeterSamples(
                     station_id, connector_id, tx_id, payload["transactionData"], received_at,
@@ -144,7 +144,8 @@ class TransactionService:
             else:
                 station_store.record_anomaly(conn, station_id, f"stop_{outcome}_transaction",
                                              {"transactionId": tx_id, "meterStop": payload["meterStop"]})
-            if outcome != "unknown":
+            # Only transactions started with a session's tag can have a session: other stops cost nothing more.
+            if outcome != "unknown" and billing.is_session_tag(start_tag):
                 _bill_session(conn, station_id, tx_id, int(payload["meterStop"]), stopped_at,
                               payload.get("reason", "Local"), first=outcome == "stopped")
             if id_tag is None:

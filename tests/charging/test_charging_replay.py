@@ -61,6 +61,20 @@ async def session_row(db: Database) -> tuple[object, ...]:
     return row
 
 
+async def _start(env: dict[str, str], ocpp_port: int, http_port: int) -> trio.Process:
+    """Start csms and wait until its API answers too (it starts after the OCPP listener)."""
+    proc = await _start_csms(env, ocpp_port)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=2) as client:
+        with trio.fail_after(30):
+            while True:
+                try:
+                    if (await client.get("/healthz")).status_code == 200:
+                        return proc
+                except httpx.TransportError:
+                    pass
+                await trio.sleep(0.05)
+
+
 async def test_stop_replayed_after_a_sigkill_restart_bills_once(db: Database, db_url: str) -> None:
     # The node is a separate process killed with SIGKILL, as in tests/test_restart.py.
     await rows(db, "INSERT INTO stations (id) VALUES ('KILL-S1') RETURNING id")
@@ -71,7 +85,7 @@ async def test_stop_replayed_after_a_sigkill_restart_bills_once(db: Database, db
     ocpp_port, http_port = _free_port(), _free_port()
     env = dict(os.environ, CSMS_DATABASE_URL=db_url, CSMS_OCPP_PORT=str(ocpp_port), CSMS_HTTP_PORT=str(http_port),
                CSMS_DB_POOL_SIZE="3", CSMS_JWT_PRIVATE_KEY_FILE=str(TEST_JWT_KEY), CSMS_REAPER_INTERVAL="0.2")
-    proc = await _start_csms(env, ocpp_port)
+    proc = await _start(env, ocpp_port, http_port)
     try:
         cp = ChargePoint(f"ws://127.0.0.1:{ocpp_port}/ocpp/", "KILL-S1", power_w=360_000, meter_interval_s=0.05,
                          response_timeout_s=5, reconnect_delay_s=0.1)
@@ -84,13 +98,13 @@ async def test_stop_replayed_after_a_sigkill_restart_bills_once(db: Database, db
             await proc.wait()
             # The charger stops while the server is down; the StopTransaction waits in its queue.
             await cp.stop_transaction(1)
-            proc = await _start_csms(env, ocpp_port)
+            proc = await _start(env, ocpp_port, http_port)
             done = await wait_session(api, token, s["id"], status="completed", timeout=20)
             [(tx_id, stop_wh, stopped_at)] = await rows(db, "SELECT id, meter_stop_wh, stopped_at FROM transactions")
             # The same StopTransaction again (its answer was lost), after another kill and restart.
             proc.send_signal(signal.SIGKILL)
             await proc.wait()
-            proc = await _start_csms(env, ocpp_port)
+            proc = await _start(env, ocpp_port, http_port)
             replay = {"transactionId": tx_id, "meterStop": stop_wh, "reason": "Local",
                       "timestamp": stopped_at.isoformat()}
             with trio.fail_after(20):

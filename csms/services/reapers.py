@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import trio
 
@@ -34,12 +34,15 @@ from csms.store import sessions as store
 from csms.store.stations import record_anomaly
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from csms.config import Settings
     from csms.services.commands import ChargerCommands
     from csms.services.session_tracker import LiveSessions
     from csms.store.db import Conn, Database
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,16 +94,16 @@ class SessionReaper:
         self.live.begin_refresh()
         for session_id in await self.db.run(store.due_for_start_timeout,
                                             now - timedelta(seconds=s.session_start_timeout_s)):
-            failed += await self.db.run(_fail_unstarted, session_id)
+            failed += bool(await self._one(_fail_unstarted, session_id))
         for session_id in await self.db.run(store.due_for_max_duration,
                                             now - timedelta(seconds=s.session_max_duration_s)):
-            stop = await self.db.run(_stop_overlong, session_id)
+            stop = await self._one(_stop_overlong, session_id)
             if stop is not None:
                 stopped += 1
                 self.live.request_stop(stop)
         for session_id in await self.db.run(store.due_for_stop_grace,
                                             now - timedelta(seconds=s.session_stop_grace_s)):
-            tx_id = await self.db.run(_settle_from_meter, session_id)
+            tx_id = await self._one(_settle_from_meter, session_id)
             if tx_id is not None:
                 settled += 1
                 self.live.discard(tx_id)
@@ -108,10 +111,18 @@ class SessionReaper:
         self.live.finish_refresh(await self.db.run(store.active_transaction_ids))
         return Sweep(failed, stopped, settled, pruned)
 
+    async def _one(self, job: Callable[[Conn, str], T], session_id: str) -> T | None:
+        """Run one session's job in its own transaction; a failure is logged and skips only that session."""
+        try:
+            return await self.db.run(job, session_id)
+        except Exception:
+            log.exception("session reaper: %s failed for session %s", job.__name__, session_id)
+            return None
 
-def _fail_unstarted(conn: Conn, session_id: str) -> int:
+
+def _fail_unstarted(conn: Conn, session_id: str) -> bool:
     row = store.lock_session(conn, session_id)
-    return int(row is not None and billing.fail(conn, row, "start_timeout"))
+    return row is not None and billing.fail(conn, row, "start_timeout")
 
 
 def _stop_overlong(conn: Conn, session_id: str) -> StopRequest | None:

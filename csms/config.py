@@ -78,6 +78,14 @@ class Settings:
     gil_switch_interval_s: float = 0.0005
     # ES256 key for our access tokens; unset in development means data_dir/jwt-es256.pem, created on first use.
     jwt_private_key_file: Path | None = None
+    # Charging sessions started from the app (csms.services.reapers): a session with no StartTransaction
+    # this long after it was requested fails with a full refund; one charging longer than the maximum is
+    # stopped and billed; one whose charger sends no StopTransaction this long after RemoteStop is billed
+    # for its last durable meter reading. The reaper looks every reaper_interval_s.
+    session_start_timeout_s: float = 600.0
+    session_max_duration_s: float = 43_200.0
+    session_stop_grace_s: float = 900.0
+    reaper_interval_s: float = 30.0
 
     @property
     def production(self) -> bool:
@@ -124,7 +132,17 @@ class Settings:
             shutdown_grace_s=_float(e, "CSMS_SHUTDOWN_GRACE", d.shutdown_grace_s),
             gil_switch_interval_s=_float(e, "CSMS_GIL_SWITCH_INTERVAL", d.gil_switch_interval_s),
             jwt_private_key_file=Path(e["CSMS_JWT_PRIVATE_KEY_FILE"]) if e.get("CSMS_JWT_PRIVATE_KEY_FILE") else None,
+            session_start_timeout_s=_float(e, "CSMS_SESSION_START_TIMEOUT", d.session_start_timeout_s),
+            session_max_duration_s=_float(e, "CSMS_SESSION_MAX_DURATION", d.session_max_duration_s),
+            session_stop_grace_s=_float(e, "CSMS_SESSION_STOP_GRACE", d.session_stop_grace_s),
+            reaper_interval_s=_float(e, "CSMS_REAPER_INTERVAL", d.reaper_interval_s),
         )
+        for name, value in (("CSMS_SESSION_START_TIMEOUT", s.session_start_timeout_s),
+                            ("CSMS_SESSION_MAX_DURATION", s.session_max_duration_s),
+                            ("CSMS_SESSION_STOP_GRACE", s.session_stop_grace_s),
+                            ("CSMS_REAPER_INTERVAL", s.reaper_interval_s)):
+            if not value > 0:
+                raise ConfigError(f"{name} must be a positive number of seconds, got {value}")
         if bool(s.ocpp_tls_cert) != bool(s.ocpp_tls_key):
             raise ConfigError("CSMS_OCPP_TLS_CERT and CSMS_OCPP_TLS_KEY must be set together")
         return s

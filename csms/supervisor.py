@@ -1,10 +1,11 @@
 """The one process: database, writers, OCPP gateway and API under one nursery tree.
 
 Start order (each service reports ready with ``task_status.started()`` before the next starts):
-database (embedded server if no URL) → migrations → group committer and journal → presence →
-OCPP gateway → API. Stop order on SIGINT/SIGTERM or :meth:`Csms.stop`: stop the API and stop
-accepting chargers, close chargers with 1001 under a deadline, then drain the committer and the
-journal so nothing confirmed or journaled is lost, then stop the database.
+database (embedded server if no URL) → migrations → group committer and journal → OCPP gateway →
+presence → session reaper (and its RemoteStop sender) → API. Stop order on SIGINT/SIGTERM or
+:meth:`Csms.stop`: stop the API and stop accepting chargers, close chargers with 1001 under a
+deadline, then drain the committer and the journal so nothing confirmed or journaled is lost, then
+stop the database.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from csms.ocpp.router import ROUTES_16
 from csms.services.commands import ChargerCommands
 from csms.services.commit import GroupCommitter
 from csms.services.journal import Journal
+from csms.services.reapers import SessionReaper
+from csms.services.session_tracker import LiveSessions
 from csms.services.stations import StationService
 from csms.services.transactions import TransactionService
 from csms.store.db import Database, open_database
@@ -121,6 +124,7 @@ class Csms:
         self.commands: ChargerCommands | None = None
         self.db: Database | None = None
         self.stations: StationService | None = None
+        self.reaper: SessionReaper | None = None
         # Loaded (or, in development, created) up front so a bad key fails start-up, not the first login.
         self._signer = settings.token_signer()
 
@@ -165,11 +169,13 @@ class Csms:
             stations = StationService(db, committer, node_id=self.node_id,
                                       accept_unknown=s.accept_unknown_stations)
             self.stations = stations
-            deps = Deps(stations=stations, transactions=TransactionService(committer),
+            live = LiveSessions()
+            deps = Deps(stations=stations, transactions=TransactionService(committer, live),
                         heartbeat_interval_s=s.heartbeat_interval_s, vendors=self.vendors)
             gateway = Gateway(s, deps, ROUTES_16, journal)
             self.gateway = gateway
-            self.commands = ChargerCommands(gateway.send_call)
+            self.commands = ChargerCommands(gateway.send_call, gateway.is_connected)
+            self.reaper = SessionReaper(db, self.commands, live, s)
             async with trio.open_nursery() as writers:
                 await writers.start(committer.run)
                 await writers.start(journal.run)
@@ -192,6 +198,8 @@ class Csms:
             ocpp_port = listeners[0].socket.getsockname()[1]
             async with trio.open_nursery() as aux:
                 await aux.start(stations.run_presence)
+                if self.reaper is not None:
+                    await aux.start(self.reaper.run)
                 services = ApiServices(db=db, settings=s, signer=self._signer, commands=self.commands)
                 app = create_app(services)
                 binds = await aux.start(serve_api, app, s)

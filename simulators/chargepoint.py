@@ -86,6 +86,11 @@ class ChargePoint(TransactionsMixin, RpcMixin):
         received: ``(action, payload)`` of every CS→CP CALL, in arrival order.
         duplicate_next: Fault injection: send the next N transaction messages twice, the second time with a
             fresh unique id and the identical payload (answers land in ``duplicate_responses``).
+        remote_start_mode: ``"accept"`` (start the transaction), ``"reject"`` (answer Rejected) or
+            ``"accept_no_start"`` (answer Accepted, never send StartTransaction).
+        remote_stop_mode: ``"accept"`` (stop the transaction) or ``"accept_no_stop"`` (answer Accepted and
+            keep charging, never sending StopTransaction).
+        unanswered: CS→CP actions the charger receives but never answers (a hung charger).
     """
 
     def __init__(
@@ -101,6 +106,9 @@ class ChargePoint(TransactionsMixin, RpcMixin):
         response_timeout_s: float = 30.0,
         reconnect: bool = True,
         reconnect_delay_s: float = 0.2,
+        remote_start_mode: str = "accept",
+        remote_stop_mode: str = "accept",
+        unanswered: set[str] | None = None,
     ) -> None:
         self.url = url
         self.station_id = station_id
@@ -118,6 +126,9 @@ class ChargePoint(TransactionsMixin, RpcMixin):
         self.config = ocppj.default_config(connectors, self.heartbeat_interval, meter_interval_s)
         self.received: list[tuple[str, dict[str, Any]]] = []
         self.duplicate_next = 0
+        self.remote_start_mode = remote_start_mode
+        self.remote_stop_mode = remote_stop_mode
+        self.unanswered: set[str] = set(unanswered or ())
         #: Answers to the second copy of each duplicated message, for idempotency assertions.
         self.duplicate_responses: list[dict[str, Any]] = []
         self._ws: trio_websocket.WebSocketConnection | None = None
@@ -274,6 +285,9 @@ class ChargePoint(TransactionsMixin, RpcMixin):
         payload = frame.payload or {}
         log.info("%s ← %s %s", self.station_id, frame.action, json.dumps(payload))
         self.received.append((frame.action, payload))
+        if frame.action in self.unanswered:
+            log.info("%s ignores %s (fault injection)", self.station_id, frame.action)
+            return
         handler = HANDLERS.get(frame.action)
         after = None
         if handler is None:

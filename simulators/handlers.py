@@ -52,6 +52,8 @@ def _choice(payload: Payload, key: str, allowed: tuple[str, ...]) -> str:
 def _remote_start(cp: ChargePoint, p: Payload) -> tuple[Payload, Flow | None]:
     id_tag: str = _field(p, "idTag", str)
     wanted: int | None = _field(p, "connectorId", int, required=False)
+    if cp.remote_start_mode == "reject":
+        return {"status": "Rejected"}, None
     free = [c for c, s in cp.connectors.items() if s.status in ("Available", "Preparing") and s.transaction_id
             is None and (wanted is None or c == wanted)]
     if not free:
@@ -59,6 +61,8 @@ def _remote_start(cp: ChargePoint, p: Payload) -> tuple[Payload, Flow | None]:
     cid = free[0]
     # Claim the connector now, so a second RemoteStart arriving before the flow runs is rejected.
     cp.connectors[cid].status = "Preparing"
+    if cp.remote_start_mode == "accept_no_start":
+        return {"status": "Accepted"}, None  # fault injection: the EV never plugs in
 
     async def flow() -> None:
         if cp.config["AuthorizeRemoteTxRequests"] == "true" and await cp.authorize(id_tag) != "Accepted":
@@ -73,6 +77,8 @@ def _remote_stop(cp: ChargePoint, p: Payload) -> tuple[Payload, Flow | None]:
     tx_id: int = _field(p, "transactionId", int)
     for cid, conn in cp.connectors.items():
         if conn.transaction_id == tx_id:
+            if cp.remote_stop_mode == "accept_no_stop":
+                return {"status": "Accepted"}, None  # fault injection: it says yes and keeps charging
 
             async def flow(cid: int = cid) -> None:
                 if cp.connectors[cid].transaction_id == tx_id:  # a duplicate RemoteStop may have won the race

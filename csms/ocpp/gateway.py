@@ -66,6 +66,10 @@ class Gateway:
         """Stations with an open socket on this node."""
         return list(self._connections)
 
+    def is_connected(self, station_id: str) -> bool:
+        """Whether this node holds an open socket for the station (for ChargerCommands)."""
+        return station_id in self._connections
+
     async def serve(self, *, task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED
                     ) -> None:
         """Listen until :meth:`stop`; then wait for every connection to close. Reports the listeners."""

@@ -7,7 +7,10 @@ Each method returns the charger's answer payload or raises a :class:`CommandErro
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 class CommandError(Exception):
@@ -45,8 +48,13 @@ def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
 class ChargerCommands:
     """The OCPP 1.6 CS→CP calls, typed."""
 
-    def __init__(self, send: CallSender) -> None:
+    def __init__(self, send: CallSender, connected: Callable[[str], bool] | None = None) -> None:
         self._send = send
+        self._connected = connected
+
+    def is_connected(self, station_id: str) -> bool:
+        """Whether the charger has an open connection on this node (False when unknown)."""
+        return self._connected is not None and self._connected(station_id)
 
     async def call(self, station_id: str, action: str, payload: dict[str, Any],
                    timeout_s: float | None = None) -> dict[str, Any]:

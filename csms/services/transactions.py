@@ -5,6 +5,12 @@ the group committer) and are idempotent, so a charger that resends after a lost 
 its queue after being offline, is billed once. Oddities are answered normally and recorded in
 ``ocpp_anomalies`` for an operator instead of being refused: a charger that gets an error for a
 StopTransaction retries it forever.
+
+Transactions started for an app session (their idTag is the session's CSMS-issued tag) also drive the
+session, in the same committed write as the OCPP rows: StartTransaction links it (``charging``),
+MeterValues update its live values (and may reach its limit, queueing a RemoteStop), StopTransaction
+bills it. MeterValues of other transactions take the plain batched insert: the only added cost on
+that path is one set lookup (:class:`~csms.services.session_tracker.LiveSessions`).
 """
 
 from __future__ import annotations
@@ -13,8 +19,12 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from csms.services import session_billing as billing
 from csms.services.clock import EARLIEST_PLAUSIBLE, MAX_FUTURE_SKEW, charger_time
+from csms.services.session_meter import read_meter_values
+from csms.services.session_tracker import LiveSessions, StopRequest
 from csms.services.stations import IdTagInfo, id_tag_info
+from csms.store import sessions as session_store
 from csms.store import stations as station_store
 from csms.store import transactions as store
 from csms.store.transactions import MeterSamples
@@ -34,19 +44,25 @@ class StartResult:
 
     transaction_id: int
     id_tag_info: IdTagInfo
+    session_linked: bool = False
 
 
 class TransactionService:
     """Durable, idempotent handling of transaction messages."""
 
-    def __init__(self, committer: GroupCommitter) -> None:
+    def __init__(self, committer: GroupCommitter, live: LiveSessions | None = None) -> None:
         self.committer = committer
+        self.live = live if live is not None else LiveSessions()
 
     async def start(self, station_id: str, payload: dict[str, Any], received_at: datetime) -> StartResult:
         """Record a StartTransaction and allocate (or find) its transaction id."""
         sent, started_at, replaced = charger_time(payload["timestamp"], received_at)
 
         def write(conn: Conn) -> StartResult:
+            # The session is locked before the tag is read: a concurrent stopCharging that retires the
+            # tag either commits first (and the tag reads Expired) or waits for this link.
+            session = (session_store.lock_session_by_tag(conn, payload["idTag"])
+                       if billing.is_session_tag(payload["idTag"]) else None)
             info = id_tag_info(station_store.get_id_tag(conn, payload["idTag"]), received_at)
             started = store.start_transaction(
                 conn,
@@ -64,7 +80,7 @@ class TransactionService:
                 info = IdTagInfo(started.id_tag_status, info.expiry_date, info.parent_id_tag)
                 station_store.record_anomaly(conn, station_id, "duplicate_start_transaction",
                                              {"transactionId": started.transaction_id})
-                return StartResult(started.transaction_id, info)
+                return StartResult(started.transaction_id, info, _link(conn, session, info, started.transaction_id))
             if replaced:
                 station_store.record_anomaly(conn, station_id, "timestamp_replaced",
                                              {"action": "StartTransaction", "sent": payload["timestamp"],
@@ -74,9 +90,24 @@ class TransactionService:
             if left_open:
                 station_store.record_anomaly(conn, station_id, "transaction_left_open",
                                              {"open": left_open, "newTransactionId": started.transaction_id})
-            return StartResult(started.transaction_id, info)
+            return StartResult(started.transaction_id, info, _link(conn, session, info, started.transaction_id))
 
-        return await self.committer.submit(write)
+        def _link(conn: Conn, session: session_store.SessionRow | None, info: IdTagInfo, tx_id: int) -> bool:
+            if session is None:
+                return False
+            if info.status != "Accepted":
+                # The session failed or was cancelled and its tag retired: the charger is told so (and
+                # stops), nothing is linked or billed.
+                station_store.record_anomaly(conn, station_id, "session_tag_not_accepted",
+                                             {"sessionId": session.id, "status": info.status, "transactionId": tx_id})
+                return False
+            return billing.link_start(conn, session, station_id, int(payload["connectorId"]), tx_id,
+                                      int(payload["meterStart"]), started_at)
+
+        result = await self.committer.submit(write)
+        if result.session_linked:
+            self.live.add(result.transaction_id)
+        return result
 
     async def stop(self, station_id: str, payload: dict[str, Any], received_at: datetime) -> IdTagInfo | None:
         """Record a StopTransaction (with its transactionData); always succeeds for the charger.
@@ -96,7 +127,7 @@ class TransactionService:
             found = store.transaction_start_info(conn, station_id, tx_id)
             # StopTransaction carries no connectorId; its transactionData belongs to the transaction's
             # connector (0 when the transaction is unknown).
-            connector_id, start_wh = found if found else (0, None)
+            connector_id, start_wh, start_tag = found if found else (0, None, "")
             if payload.get("transactionData"):
                 store.insert_meter_samples(conn, [MeterSamples(
                     station_id, connector_id, tx_id, payload["transactionData"], received_at,
@@ -113,16 +144,68 @@ class TransactionService:
             else:
                 station_store.record_anomaly(conn, station_id, f"stop_{outcome}_transaction",
                                              {"transactionId": tx_id, "meterStop": payload["meterStop"]})
+            # Only transactions started with a session's tag can have a session: other stops cost nothing more.
+            if outcome != "unknown" and billing.is_session_tag(start_tag):
+                _bill_session(conn, station_id, tx_id, int(payload["meterStop"]), stopped_at,
+                              payload.get("reason", "Local"), first=outcome == "stopped")
             if id_tag is None:
                 return None
             return id_tag_info(station_store.get_id_tag(conn, id_tag), received_at)
 
-        return await self.committer.submit(write)
+        info = await self.committer.submit(write)
+        self.live.discard(tx_id)
+        return info
 
     async def meter_values(self, station_id: str, payload: dict[str, Any], received_at: datetime) -> None:
-        """Store every sampled value of a MeterValues message."""
+        """Store every sampled value of a MeterValues message (and update its session, if it has one)."""
         tx = payload.get("transactionId")
         # Not expanded here: PostgreSQL turns it into rows (see MeterSamples).
         samples = MeterSamples(station_id, int(payload["connectorId"]), int(tx) if tx is not None else None,
                                payload["meterValue"], received_at, "MeterValues")
-        await self.committer.submit_rows([samples])
+        if tx is None or not self.live.is_live(int(tx)):
+            await self.committer.submit_rows([samples])
+            return
+        tx_id = int(tx)
+
+        def write(conn: Conn) -> StopRequest | None:
+            return _session_reading(conn, station_id, tx_id, payload["meterValue"])
+
+        stop = await self.committer.submit(write, [samples])
+        if stop is not None:
+            self.live.request_stop(stop)
+
+
+def _bill_session(conn: Conn, station_id: str, tx_id: int, meter_stop_wh: int, stopped_at: datetime,
+                  reason: str, *, first: bool) -> None:
+    """Settle the session of a stopped transaction, in the StopTransaction's own write."""
+    try:
+        # A savepoint: a billing bug must not make the StopTransaction fail (the charger would resend
+        # it forever); the session stays open and the reaper settles it after the stop grace.
+        with conn.transaction():
+            session = session_store.lock_session_by_transaction(conn, station_id, tx_id)
+            if session is None:
+                return
+            charged = billing.settle(conn, session, meter_stop_wh, stopped_at, reason, "stop_transaction")
+            if charged is None and first and session.status == "completed":
+                # Settled earlier from the last durable reading: the stop came after the grace.
+                station_store.record_anomaly(conn, station_id, "stop_after_session_settled",
+                                             {"sessionId": session.id, "transactionId": tx_id,
+                                              "meterStop": meter_stop_wh, "billedEnergyWh": session.energy_wh})
+    except Exception:
+        log.exception("settling the session of transaction %d on %s failed", tx_id, station_id)
+
+
+def _session_reading(conn: Conn, station_id: str, tx_id: int, meter_value: list[dict[str, Any]]) -> StopRequest | None:
+    """Apply a MeterValues to its session; a RemoteStop to queue when it reached the limit."""
+    try:
+        # Live values are not what bills (StopTransaction is): a failure here is logged, and must not
+        # fail the meter samples committed with it.
+        with conn.transaction():
+            session = session_store.lock_session_by_transaction(conn, station_id, tx_id)
+            if session is None:
+                return None
+            if billing.apply_reading(conn, session, read_meter_values(meter_value)):
+                return StopRequest(session.id, station_id, tx_id)
+    except Exception:
+        log.exception("updating the session of transaction %d on %s failed", tx_id, station_id)
+    return None

@@ -62,3 +62,54 @@ def get_session(conn: Conn, session_id: str) -> SessionView | None:
         return None
     row = conn.execute(f"SELECT {SESSION_COLUMNS} FROM {SESSION_FROM} WHERE s.id = %s", (session_id,)).fetchone()
     return SessionView(*row) if row else None
+
+
+MAX_PAGE = 100
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFilter:
+    """Which sessions a list shows; None means no restriction on that field."""
+
+    user_id: str | None = None  # the driver's own sessions
+    owner_id: str | None = None  # sessions at the stations of this owner's locations
+    station_id: str | None = None
+    status: str | None = None
+    created_from: datetime | None = None  # inclusive
+    created_to: datetime | None = None  # exclusive
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPage:
+    """A page of sessions, newest first, and whether more follow."""
+
+    items: list[SessionView]
+    has_next_page: bool
+
+
+def list_sessions(conn: Conn, where: SessionFilter, first: int,
+                  after: tuple[datetime, str] | None = None) -> SessionPage:
+    """Sessions matching ``where``, newest first, ``first`` at most, after the ``(created_at, id)`` cursor."""
+    clauses: list[str] = []
+    args: list[object] = []
+    for column, value in (("s.user_id", where.user_id), ("l.owner_id", where.owner_id),
+                          ("s.station_id", where.station_id), ("s.status", where.status)):
+        if value is not None:
+            clauses.append(f"{column} = %s")
+            args.append(value)
+    if where.created_from is not None:
+        clauses.append("s.created_at >= %s")
+        args.append(where.created_from)
+    if where.created_to is not None:
+        clauses.append("s.created_at < %s")
+        args.append(where.created_to)
+    if after is not None:
+        clauses.append("(s.created_at, s.id) < (%s, %s)")
+        args.extend(after)
+    condition = " AND ".join(clauses) or "true"
+    rows = conn.execute(
+        f"""SELECT {SESSION_COLUMNS} FROM {SESSION_FROM} WHERE {condition}
+            ORDER BY s.created_at DESC, s.id DESC LIMIT %s""",
+        (*args, first + 1),
+    ).fetchall()
+    return SessionPage([SessionView(*r) for r in rows[:first]], len(rows) > first)

@@ -118,13 +118,13 @@ def stop_transaction(
     return "repeated" if row else "unknown"
 
 
-def transaction_start_info(conn: Conn, station_id: str, transaction_id: int) -> tuple[int, int] | None:
-    """``(connector_id, meter_start_wh)`` of a station's transaction, or None if unknown."""
+def transaction_start_info(conn: Conn, station_id: str, transaction_id: int) -> tuple[int, int, str] | None:
+    """``(connector_id, meter_start_wh, id_tag)`` of a station's transaction, or None if unknown."""
     row = conn.execute(
-        "SELECT connector_id, meter_start_wh FROM transactions WHERE id = %s AND station_id = %s",
+        "SELECT connector_id, meter_start_wh, id_tag FROM transactions WHERE id = %s AND station_id = %s",
         (transaction_id, station_id),
     ).fetchone()
-    return (int(row[0]), int(row[1])) if row else None
+    return (int(row[0]), int(row[1]), str(row[2])) if row else None
 
 
 # One row per sampled value, with the OCPP 1.6 defaults for omitted fields. A charger timestamp before

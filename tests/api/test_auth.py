@@ -27,6 +27,9 @@ ROOT_FIELDS = {
     "wallet": '{ wallet(userId: "00000000-0000-0000-0000-000000000001") { availableTyiyn } }',
     "auditLog": "{ auditLog { pageInfo { hasNextPage } } }",
     "myRevenue": '{ myRevenue(from: "2026-01-01T00:00:00Z", to: "2026-02-01T00:00:00Z") { revenueTyiyn } }',
+    "session": '{ session(id: "00000000-0000-0000-0000-000000000000") { id } }',
+    "mySessions": "{ mySessions { edges { cursor } } }",
+    "sessions": "{ sessions { edges { cursor } } }",
 }
 # The public map: anyone may ask (field-level hiding is tested in test_catalog_access.py).
 PUBLIC_FIELDS = {

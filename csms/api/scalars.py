@@ -8,6 +8,7 @@ uses it.
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, NewType
 
 import strawberry
@@ -30,10 +31,15 @@ if TYPE_CHECKING:
     # For type checkers Long is an int; at runtime it is the strawberry scalar below.
     Long = NewType("Long", int)
 else:
-    Long = strawberry.scalar(
-        NewType("Long", int),
-        serialize=_serialize,
-        parse_value=_parse,
-        description="A 64-bit integer sent as a JSON number, limited to ±(2^53 - 1) (exact in JavaScript). "
-        "Used for money (tyiyn) and energy (Wh).",
-    )
+    # strawberry 0.341 deprecates wrapping a type (it prefers StrawberryConfig.scalar_map) with a
+    # DeprecationWarning, which pytest's filterwarnings=error turns into an import failure. The wrapped
+    # form keeps `Long` usable in annotations everywhere, so the warning is silenced here only.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        Long = strawberry.scalar(
+            NewType("Long", int),
+            serialize=_serialize,
+            parse_value=_parse,
+            description="A 64-bit integer sent as a JSON number, limited to ±(2^53 - 1) (exact in JavaScript). "
+            "Used for money (tyiyn) and energy (Wh).",
+        )

@@ -54,9 +54,12 @@ class CorsPolicy:
 def install_cors(app: QuartTrio, policy: CorsPolicy) -> None:
     """Answer preflights and add the CORS headers to every response of ``app``."""
 
+    def is_preflight() -> bool:
+        return request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
+
     @app.before_request
     async def preflight() -> Response | None:
-        if request.method != "OPTIONS" or "Access-Control-Request-Method" not in request.headers:
+        if not is_preflight():
             return None
         origin = request.headers.get("Origin", "")
         method = request.headers["Access-Control-Request-Method"].upper()
@@ -75,7 +78,8 @@ def install_cors(app: QuartTrio, policy: CorsPolicy) -> None:
     async def cors_headers(response: Response) -> Response:
         response.vary.add("Origin")
         origin = request.headers.get("Origin")
-        if origin and policy.allows(origin) and "Access-Control-Allow-Origin" not in response.headers:
+        # A preflight's answer is complete as built above (a refused one must stay without these headers).
+        if origin and not is_preflight() and policy.allows(origin):
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Access-Control-Allow-Credentials"] = "true"
         return response

@@ -186,7 +186,6 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Command line entry; returns the exit status."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "mint":
         response = httpx.post(f"{args.url.rstrip('/')}/token", timeout=10, json={
             "sub": args.sub, "aud": args.aud, "alg": args.alg, "name": args.name, "expires_in": args.expires_in})
@@ -195,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(response.json()["access_token"])
         return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     provider = IdentityProvider(args.issuer, hs256_secret=args.hs256_secret)
 
     async def run() -> None:

@@ -24,7 +24,12 @@ from csms.api.browser import BrowserSession
 from csms.api.client_address import ClientAddress
 from csms.api.context import ApiContext, ApiServices
 from csms.api.cors import CorsPolicy, install_cors
-from csms.api.credentials import authenticate_bearer, authenticate_cookies, bearer_token
+from csms.api.credentials import (
+    authenticate_bearer,
+    authenticate_cookies,
+    authenticate_websocket_cookies,
+    bearer_token,
+)
 from csms.api.schema import schema as default_schema
 from csms.services.external_tokens import ExternalTokenVerifier
 
@@ -156,4 +161,5 @@ def create_app(services: ApiServices, *, schema: BaseSchema | None = None) -> Qu
     return app
 
 
-__all__ = ["CsmsGraphQLView", "authenticate_bearer", "authenticate_cookies", "bearer_token", "create_app"]
+__all__ = ["CsmsGraphQLView", "authenticate_bearer", "authenticate_cookies", "authenticate_websocket_cookies",
+           "bearer_token", "create_app"]

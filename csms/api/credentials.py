@@ -22,12 +22,15 @@ import jwt
 
 from csms.api.browser import ACCESS_COOKIE
 from csms.api.context import Principal
+from csms.api.cors import CorsPolicy
 from csms.services import external_tokens
 from csms.services.tokens import InvalidToken
 from csms.store.apikeys import TOKEN_PREFIX, verify_api_key
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from quart import Websocket
 
     from csms.api.context import ApiServices
 
@@ -89,3 +92,18 @@ async def authenticate_cookies(services: ApiServices, cookies: Mapping[str, str]
     except InvalidToken:
         return None
     return Principal.from_user(claims.user_id, claims.role)
+
+
+async def authenticate_websocket_cookies(services: ApiServices, websocket: Websocket) -> Principal | None:
+    """The principal of a WebSocket upgrade's access-token cookie, if its ``Origin`` may use it.
+
+    Browsers send cookies with cross-site WebSocket handshakes and CORS does not apply to them, so the
+    page's origin must be one CORS allows (``CSMS_CORS_ORIGINS``) or this server's own; otherwise the
+    cookies are ignored. Fits the ``cookie_authenticate`` hook of the WebSocket endpoint.
+    """
+    origin = websocket.headers.get("Origin", "").lower()
+    scheme = "https" if websocket.scheme in ("wss", "https") else "http"
+    own = f"{scheme}://{websocket.host}".lower()
+    if not origin or not (origin == own or CorsPolicy.from_settings(services.settings).allows(origin)):
+        return None
+    return await authenticate_cookies(services, websocket.cookies)

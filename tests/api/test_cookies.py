@@ -6,8 +6,16 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+import trio_websocket
+from hypercorn.config import Config
+from hypercorn.trio import serve
+from quart import websocket
+from quart_trio import QuartTrio
 
 from csms.api.browser import mint_csrf
+from csms.api.context import ApiServices
+from csms.api.credentials import authenticate_websocket_cookies
+from csms.config import AuthSettings, Settings
 from tests.api.auth_support import (
     COOKIE_SECRET,
     LOGIN,
@@ -22,6 +30,7 @@ from tests.api.auth_support import (
     start_auth_api,
 )
 from tests.api.conftest import error_codes
+from tests.conftest import TEST_SIGNER, make_user
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -179,3 +188,34 @@ async def test_csrf_token_query(client: httpx.AsyncClient) -> None:
     _, body = await post(client, DELETE, headers={"Cookie": f"{without_csrf}; csms_csrf={token}",
                                                   "X-CSRF-Token": token})
     assert body == {"data": {"requestAccountDeletion": {"status": "PENDING_DELETION"}}}
+
+
+async def test_websocket_cookie_authentication_checks_the_origin(db: Database, nursery: trio.Nursery) -> None:
+    """The helper the GraphQL WebSocket endpoint uses: cookies count only from an allowed or the own origin."""
+    services = ApiServices(db=db, settings=Settings(auth=AuthSettings(cors_origins=(REMOTE,))), signer=TEST_SIGNER)
+    app = QuartTrio(__name__)
+
+    @app.websocket("/ws")
+    async def ws() -> None:
+        principal = await authenticate_websocket_cookies(services, websocket._get_current_object())
+        await websocket.send(principal.user_id if principal and principal.user_id else "anonymous")
+        await websocket.receive()  # the client closes first (trio-websocket leaks otherwise)
+
+    config = Config()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = None
+    binds = await nursery.start(lambda task_status: serve(app, config, task_status=task_status))
+    port = int(binds[0].rsplit(":", 1)[1])
+    user_id, token = await make_user(db)
+
+    async def who(origin: str | None, cookie: str = f"csms_access={token}") -> str:
+        headers = [("Cookie", cookie)] + ([("Origin", origin)] if origin else [])
+        async with trio_websocket.open_websocket("127.0.0.1", port, "/ws", use_ssl=False,
+                                                 extra_headers=headers) as conn:
+            return str(await conn.get_message())
+
+    assert await who(REMOTE) == user_id
+    assert await who(f"http://127.0.0.1:{port}") == user_id  # the server's own pages
+    assert await who("https://evil.example.net") == "anonymous"
+    assert await who(None) == "anonymous"
+    assert await who(REMOTE, cookie="csms_access=forged") == "anonymous"

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, TypeVar
 import trio
 
 from csms import cli_ledger
+from csms import cli_users as users
 from csms.config import ConfigError, Settings
 from csms.ocpp.gateway import STATION_ID
 from csms.services import demo
@@ -19,6 +20,7 @@ from csms.services.stations import hash_password
 from csms.store import stations as station_store
 from csms.store.apikeys import create_api_key
 from csms.store.db import Database, StoreError
+from csms.store.users import find_user
 from csms.supervisor import Csms, database
 
 if TYPE_CHECKING:
@@ -51,6 +53,12 @@ def _expiry(raw: str) -> datetime:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {raw!r}") from None
 
 
+def _key_name(raw: str) -> str:
+    if not 1 <= len(raw.strip()) <= 100:
+        raise argparse.ArgumentTypeError("an API key name has 1-100 characters")
+    return raw.strip()
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="csms", description="OCPP central system for prepaid EV charging.")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -79,8 +87,12 @@ def _parser() -> argparse.ArgumentParser:
     apikey = sub.add_parser("apikey", help="manage operator API keys").add_subparsers(
         dest="action", required=True, metavar="ACTION")
     create = apikey.add_parser("create", help="create a key; the token is printed once")
-    create.add_argument("--name", required=True, help="who or what the key is for")
+    create.add_argument("--name", required=True, type=_key_name, help="who or what the key is for")
+    create.add_argument("--role", default="admin", choices=["admin", "owner"],
+                        help="admin: everything; owner: acts as the owner given by --user (default: admin)")
+    create.add_argument("--user", help="owner keys: the owner's user id, email or phone")
 
+    users.add_parsers(sub)
     cli_ledger.add_parser(sub)
     return p
 
@@ -155,13 +167,35 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         print(f"id tag {args.tag} is {args.status}")
         return 0
     if args.command == "apikey":
-        token = _with_db(settings, lambda db: db.run(create_api_key, args.name))
-        print(token)
-        print("Store this token now: it is shown only once.", file=sys.stderr)
-        return 0
+        return _create_api_key(args, settings)
+    if args.command == "user":
+        return users.run(args, settings, _with_db)
     if args.command == "ledger":
         return cli_ledger.run(args, settings)
     raise AssertionError(args.command)
+
+
+def _create_api_key(args: argparse.Namespace, settings: Settings) -> int:
+    if (args.role == "owner") != (args.user is not None):
+        print("csms: an owner key needs --user (the owner), and an admin key takes no --user", file=sys.stderr)
+        return 2
+
+    async def create(db: Database) -> str | None:
+        user_id = None
+        if args.user is not None:
+            user = await db.run(find_user, args.user)
+            if user is None or user.role != "owner":
+                return None
+            user_id = user.id
+        return await db.run(create_api_key, args.name, role=args.role, user_id=user_id)
+
+    token = _with_db(settings, create)
+    if token is None:
+        print(f"csms: no owner {args.user!r} (create one with `csms user create --role owner`)", file=sys.stderr)
+        return 2
+    print(token)
+    print("Store this token now: it is shown only once.", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Every knob has a `CSMS_` variable and a default that suits a developer's machine
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -48,6 +49,113 @@ def _bool(env: dict[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be 1/0/true/false, got {raw!r}")
 
 
+def _list(env: dict[str, str], name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
+
+
+def _origin(raw: str) -> str:
+    """An origin as browsers send it: ``scheme://host[:port]``, lower case, no path or trailing slash."""
+    origin = raw.strip().rstrip("/").lower()
+    if origin == "*":
+        return origin
+    scheme, sep, rest = origin.partition("://")
+    if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
+        raise ConfigError(f"CSMS_CORS_ORIGINS: {raw!r} is not an origin like https://app.example.com")
+    return origin
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """Accounts and authentication: sessions, browser cookies, CORS, rate limits, external tokens."""
+
+    refresh_token_days: int = 30
+    # A refresh retried within this many seconds (its answer was lost) gets the same successor back.
+    refresh_reuse_grace_s: float = 10.0
+    # Signs the browser's CSRF tokens; unset in development means data_dir/cookie-secret, created on first use.
+    cookie_secret: str | None = None
+    # Origins allowed to call the API from a browser with credentials; empty in development means any
+    # http://localhost:* and http://127.0.0.1:* origin.
+    cors_origins: tuple[str, ...] = ()
+    # Reverse proxies whose X-Forwarded-For is believed (addresses or CIDR networks).
+    trusted_proxies: tuple[str, ...] = ()
+    login_rate_limit: int = 10  # per minute, per client IP and per login name
+    register_rate_limit: int = 10  # per minute, per client IP
+    external_jwt_issuer: str | None = None
+    external_jwt_audience: str | None = None
+    external_jwks_url: str | None = None
+    external_jwt_hs256_secret: str | None = None
+    external_jwks_refetch_s: float = 60.0
+    external_jwks_cache_s: float = 3600.0
+
+    @property
+    def external_enabled(self) -> bool:
+        """True when tokens of an external identity provider are accepted."""
+        return bool(self.external_jwks_url or self.external_jwt_hs256_secret)
+
+    @classmethod
+    def from_env(cls, e: dict[str, str]) -> AuthSettings:
+        """The ``CSMS_*`` auth variables of ``e``.
+
+        Raises:
+            ConfigError: a variable is malformed, or an external provider is half configured.
+        """
+        d = cls()
+        s = cls(
+            refresh_token_days=_int(e, "CSMS_REFRESH_TOKEN_DAYS", d.refresh_token_days),
+            refresh_reuse_grace_s=_float(e, "CSMS_REFRESH_REUSE_GRACE", d.refresh_reuse_grace_s),
+            cookie_secret=e.get("CSMS_COOKIE_SECRET") or None,
+            cors_origins=tuple(_origin(o) for o in _list(e, "CSMS_CORS_ORIGINS")),
+            trusted_proxies=_list(e, "CSMS_TRUSTED_PROXIES"),
+            login_rate_limit=_int(e, "CSMS_LOGIN_RATE_LIMIT", d.login_rate_limit),
+            register_rate_limit=_int(e, "CSMS_REGISTER_RATE_LIMIT", d.register_rate_limit),
+            external_jwt_issuer=e.get("CSMS_EXTERNAL_JWT_ISSUER") or None,
+            external_jwt_audience=e.get("CSMS_EXTERNAL_JWT_AUDIENCE") or None,
+            external_jwks_url=e.get("CSMS_EXTERNAL_JWKS_URL") or None,
+            external_jwt_hs256_secret=e.get("CSMS_EXTERNAL_JWT_HS256_SECRET") or None,
+            external_jwks_refetch_s=_float(e, "CSMS_EXTERNAL_JWKS_REFETCH_INTERVAL", d.external_jwks_refetch_s),
+            external_jwks_cache_s=_float(e, "CSMS_EXTERNAL_JWKS_CACHE_TTL", d.external_jwks_cache_s),
+        )
+        s.check()
+        return s
+
+    def check(self) -> None:
+        """Refuse inconsistent values (in every environment).
+
+        Raises:
+            ConfigError: naming the variable.
+        """
+        if self.refresh_token_days < 1:
+            raise ConfigError("CSMS_REFRESH_TOKEN_DAYS must be at least 1")
+        if self.login_rate_limit < 1 or self.register_rate_limit < 1:
+            raise ConfigError("CSMS_LOGIN_RATE_LIMIT and CSMS_REGISTER_RATE_LIMIT must be at least 1")
+        if self.cookie_secret is not None and len(self.cookie_secret) < 32:
+            raise ConfigError("CSMS_COOKIE_SECRET must have at least 32 characters")
+        if self.external_enabled and not (self.external_jwt_issuer and self.external_jwt_audience):
+            raise ConfigError("an external identity provider needs CSMS_EXTERNAL_JWT_ISSUER and "
+                              "CSMS_EXTERNAL_JWT_AUDIENCE")
+        if self.external_jwt_hs256_secret is not None and len(self.external_jwt_hs256_secret) < 32:
+            raise ConfigError("CSMS_EXTERNAL_JWT_HS256_SECRET must have at least 32 characters")
+        if self.external_jwks_url and not self.external_jwks_url.startswith(("https://", "http://")):
+            raise ConfigError("CSMS_EXTERNAL_JWKS_URL must be an http(s) URL")
+
+    def check_production(self) -> None:
+        """What production needs on top of :meth:`check`.
+
+        Raises:
+            ConfigError: naming the variable.
+        """
+        if self.cookie_secret is None:
+            raise ConfigError("production needs CSMS_COOKIE_SECRET (signs the browser's CSRF tokens)")
+        if not self.cors_origins:
+            raise ConfigError("production needs CSMS_CORS_ORIGINS (the browser origins allowed to call the API)")
+        if "*" in self.cors_origins:
+            raise ConfigError("CSMS_CORS_ORIGINS=* with credentials is refused in production: list the origins")
+        if any(o.startswith("http://") for o in self.cors_origins):
+            raise ConfigError("CSMS_CORS_ORIGINS: production origins must be https:// (cookies are Secure)")
+        if self.external_jwks_url and not self.external_jwks_url.startswith("https://"):
+            raise ConfigError("CSMS_EXTERNAL_JWKS_URL must be https:// in production")
+
+
 @dataclass(frozen=True)
 class Settings:
     """All runtime settings of one csms process."""
@@ -86,6 +194,7 @@ class Settings:
     session_max_duration_s: float = 43_200.0
     session_stop_grace_s: float = 900.0
     reaper_interval_s: float = 30.0
+    auth: AuthSettings = field(default_factory=AuthSettings)
 
     @property
     def production(self) -> bool:
@@ -136,6 +245,7 @@ class Settings:
             session_max_duration_s=_float(e, "CSMS_SESSION_MAX_DURATION", d.session_max_duration_s),
             session_stop_grace_s=_float(e, "CSMS_SESSION_STOP_GRACE", d.session_stop_grace_s),
             reaper_interval_s=_float(e, "CSMS_REAPER_INTERVAL", d.reaper_interval_s),
+            auth=AuthSettings.from_env(e),
         )
         for name, value in (("CSMS_SESSION_START_TIMEOUT", s.session_start_timeout_s),
                             ("CSMS_SESSION_MAX_DURATION", s.session_max_duration_s),
@@ -161,6 +271,7 @@ class Settings:
             raise ConfigError("production needs CSMS_DATABASE_URL (the embedded database is for development)")
         if self.jwt_private_key_file is None:
             raise ConfigError("production needs CSMS_JWT_PRIVATE_KEY_FILE (the ES256 key that signs access tokens)")
+        self.auth.check_production()
 
     def token_signer(self) -> TokenSigner:
         """The access-token signer: the configured key, or in development one kept in the data dir."""
@@ -170,3 +281,27 @@ class Settings:
             except (OSError, ValueError) as exc:
                 raise ConfigError(f"CSMS_JWT_PRIVATE_KEY_FILE: {exc}") from None
         return TokenSigner.from_file(self.data_dir / "jwt-es256.pem", create=True)
+
+    def cookie_secret(self) -> bytes:
+        """The key that signs CSRF tokens: ``CSMS_COOKIE_SECRET``, or in development one kept in the data dir."""
+        if self.auth.cookie_secret is not None:
+            return self.auth.cookie_secret.encode()
+        path = self.data_dir / "cookie-secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Written 0600 to a private temporary file, then linked into place: the secret never has wider
+            # permissions, and a second process starting at the same moment reads a complete file.
+            tmp = path.with_name(f".cookie-secret.{os.getpid()}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(secrets.token_urlsafe(32).encode())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass  # the other process won; use its secret
+            finally:
+                tmp.unlink()
+        secret = path.read_bytes().strip()
+        if len(secret) < 32:
+            raise ConfigError(f"{path} holds fewer than 32 bytes; delete it to make a new one")
+        return secret

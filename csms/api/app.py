@@ -3,6 +3,10 @@
 strawberry's HTTP path runs under Trio once graphql-core's gather is replaced (``trio_gather``), which
 :func:`create_app` does. Its WebSocket subscription handlers are asyncio-only, so they are switched off
 here; a Trio ``graphql-transport-ws`` handler will take that route later.
+
+Credentials: ``Authorization: Bearer`` (API keys, our access tokens, an external provider's tokens)
+or, for browsers, session cookies with a CSRF header (``credentials``, ``browser``, ``csrf_guard``).
+CORS follows ``CSMS_CORS_ORIGINS`` (``cors``).
 """
 
 from __future__ import annotations
@@ -16,10 +20,18 @@ from quart_trio import QuartTrio
 from strawberry.quart.views import GraphQLView
 
 from csms.api import graphiql, trio_gather
-from csms.api.context import ApiContext, ApiServices, Principal
+from csms.api.browser import BrowserSession
+from csms.api.client_address import ClientAddress
+from csms.api.context import ApiContext, ApiServices
+from csms.api.cors import CorsPolicy, install_cors
+from csms.api.credentials import (
+    authenticate_bearer,
+    authenticate_cookies,
+    authenticate_websocket_cookies,
+    bearer_token,
+)
 from csms.api.schema import schema as default_schema
-from csms.services.tokens import InvalidToken
-from csms.store.apikeys import TOKEN_PREFIX, verify_api_key
+from csms.services.external_tokens import ExternalTokenVerifier
 
 if TYPE_CHECKING:
     from quart import Request, Websocket
@@ -34,24 +46,13 @@ HEALTH_TIMEOUT_S = 5.0
 MAX_BODY_BYTES = 1 << 20
 
 
-def bearer_token(header: str | None) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` header, or None."""
-    if not header:
-        return None
-    scheme, _, token = header.strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        return None
-    return token
-
-
 class CsmsGraphQLView(GraphQLView[ApiContext, None]):
     """strawberry's Quart view with our context, our GraphiQL page and no WebSocket protocols."""
 
     # One view object serves every request: it holds only the schema and the database.
     init_every_request = False
 
-    def __init__(self, schema: BaseSchema, services: ApiServices) -> None:
+    def __init__(self, schema: BaseSchema, services: ApiServices, addresses: ClientAddress) -> None:
         super().__init__(
             schema,
             graphql_ide="graphiql",  # truthy so strawberry calls render_graphql_ide (ours, below)
@@ -59,18 +60,30 @@ class CsmsGraphQLView(GraphQLView[ApiContext, None]):
             subscription_protocols=(),  # strawberry's handlers need asyncio
         )
         self.services = services
+        self.addresses = addresses
 
     async def get_context(self, request: Request | Websocket, response: Response) -> ApiContext:
         """Authenticate the request once; resolvers read ``info.context.principal``.
 
-        A missing, malformed, unknown, expired or revoked credential gives an anonymous context: the
-        fields themselves answer UNAUTHENTICATED, so the client gets a GraphQL error rather than a
-        bare HTTP status.
+        An ``Authorization`` header wins; without one, the access-token cookie is used (mutations then
+        need the CSRF header, see ``csrf_guard``). A missing, malformed, unknown, expired or revoked
+        credential gives an anonymous context: the fields themselves answer UNAUTHENTICATED, so the
+        client gets a GraphQL error rather than a bare HTTP status. ``response`` is where resolvers
+        set cookies.
         """
-        principal = await authenticate_bearer(self.services, request.headers.get("Authorization"))
         headers = {k.lower(): v for k, v in request.headers.items()}
+        cookies = dict(request.cookies)
+        cookie_user: str | None = None
+        if "authorization" in headers:
+            principal = await authenticate_bearer(self.services, headers["authorization"])
+        else:
+            principal = await authenticate_cookies(self.services, cookies)
+            cookie_user = principal.user_id if principal is not None else None
+        origin = headers.get("origin") or f"{request.scheme}://{request.host}"
+        browser = BrowserSession(self.services, cookies, headers, origin, response, cookie_user)
+        client_ip = self.addresses.client_ip(request.remote_addr or "", headers.get("x-forwarded-for"))
         return ApiContext(db=self.services.db, principal=principal, services=self.services,
-                          request_headers=headers, client_ip=request.remote_addr or "")
+                          request_headers=headers, client_ip=client_ip, browser=browser)
 
     async def render_graphql_ide(self, request: Request) -> Response:
         """The local GraphiQL page (never a CDN), or a 503 page saying how to fetch its assets."""
@@ -79,21 +92,6 @@ class CsmsGraphQLView(GraphQLView[ApiContext, None]):
         response.headers["Content-Security-Policy"] = graphiql.CONTENT_SECURITY_POLICY
         response.headers["Cache-Control"] = "no-store"
         return response
-
-
-async def authenticate_bearer(services: ApiServices, header: str | None) -> Principal | None:
-    """The principal of an ``Authorization: Bearer`` header: an operator API key or our access token."""
-    token = bearer_token(header)
-    if token is None:
-        return None
-    if token.startswith(TOKEN_PREFIX + "_"):
-        key = await services.db.run(verify_api_key, token)
-        return Principal.from_api_key(key, key.user_id) if key is not None else None
-    try:
-        claims = services.signer.verify(token)
-    except InvalidToken:
-        return None
-    return Principal.from_user(claims.user_id, claims.role)
 
 
 def _select_one(conn: Conn) -> None:
@@ -111,13 +109,26 @@ def create_app(services: ApiServices, *, schema: BaseSchema | None = None) -> Qu
         The ASGI app; serve it with :func:`csms.api.server.serve_api`.
     """
     trio_gather.install()
+    settings = services.settings
+    if not services.cookie_secret:
+        services.cookie_secret = settings.cookie_secret()
+    auth = settings.auth
+    if services.external_tokens is None and auth.external_enabled:
+        assert auth.external_jwt_issuer is not None
+        assert auth.external_jwt_audience is not None
+        services.external_tokens = ExternalTokenVerifier(
+            issuer=auth.external_jwt_issuer, audience=auth.external_jwt_audience, jwks_url=auth.external_jwks_url,
+            hs256_secret=auth.external_jwt_hs256_secret, cache_ttl_s=auth.external_jwks_cache_s,
+            min_refetch_s=auth.external_jwks_refetch_s)
     app = QuartTrio(__name__)
+    install_cors(app, CorsPolicy.from_settings(settings))
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.extensions["csms.services"] = services
     db = services.db
     app.add_url_rule(
         "/graphql",
-        view_func=CsmsGraphQLView.as_view("graphql", schema or default_schema, services),
+        view_func=CsmsGraphQLView.as_view("graphql", schema or default_schema, services,
+                                          ClientAddress(auth.trusted_proxies)),
         methods=["GET", "POST"],
     )
 
@@ -150,4 +161,5 @@ def create_app(services: ApiServices, *, schema: BaseSchema | None = None) -> Qu
     return app
 
 
-__all__ = ["CsmsGraphQLView", "authenticate_bearer", "bearer_token", "create_app"]
+__all__ = ["CsmsGraphQLView", "authenticate_bearer", "authenticate_cookies", "authenticate_websocket_cookies",
+           "bearer_token", "create_app"]

@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from csms.api.errors import Forbidden, Unauthenticated
+from csms.services.ratelimit import RateLimits
 
 if TYPE_CHECKING:
+    from csms.api.browser import BrowserSession
     from csms.config import Settings
     from csms.services.commands import ChargerCommands
+    from csms.services.external_tokens import ExternalTokenVerifier
     from csms.services.tokens import TokenSigner
     from csms.store.apikeys import ApiKeyInfo
     from csms.store.db import Database
@@ -81,7 +84,11 @@ class ApiServices:
         settings: process settings.
         signer: issues and verifies our access tokens.
         commands: sends commands to connected chargers (None in API-only tests).
-        extra: room for services added later (events broadcaster, rate limiter, push...).
+        extra: room for services added later (events broadcaster, push...).
+        rate_limits: the process's rate limiters by policy name (``csms.api.ratelimits``).
+        external_tokens: checks an external identity provider's tokens; None when none is configured
+            (``create_app`` builds it from the settings).
+        cookie_secret: signs browser CSRF tokens (``create_app`` fills it from the settings).
     """
 
     db: Database
@@ -89,6 +96,9 @@ class ApiServices:
     signer: TokenSigner
     commands: ChargerCommands | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    rate_limits: RateLimits = field(default_factory=RateLimits)
+    external_tokens: ExternalTokenVerifier | None = None
+    cookie_secret: bytes = b""
 
 
 @dataclass
@@ -100,7 +110,9 @@ class ApiContext:
         principal: the authenticated caller, or None for an anonymous request.
         services: the process's services (token signer, charger commands...).
         request_headers: the HTTP headers of the request (lower-case names), e.g. Idempotency-Key.
-        client_ip: the peer address, for rate limits.
+        client_ip: the client's address, for rate limits (behind a trusted proxy, from X-Forwarded-For).
+        browser: the HTTP request's cookies, CSRF state and response (to set cookies on); None outside
+            HTTP requests (WebSocket contexts build their own).
     """
 
     db: Database
@@ -110,6 +122,7 @@ class ApiContext:
     client_ip: str = ""
     # Per-request state (cookies to set on the response, a request id for logs...).
     extra: dict[str, object] = field(default_factory=dict)
+    browser: BrowserSession | None = None
 
     def require(self, *roles: Role) -> Principal:
         """Return the principal if it has one of ``roles`` (any logged-in caller when none are given).

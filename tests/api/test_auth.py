@@ -30,12 +30,14 @@ ROOT_FIELDS = {
     "session": '{ session(id: "00000000-0000-0000-0000-000000000000") { id } }',
     "mySessions": "{ mySessions { edges { cursor } } }",
     "sessions": "{ sessions { edges { cursor } } }",
+    "me": "{ me { id } }",
 }
 # The public map: anyone may ask (field-level hiding is tested in test_catalog_access.py).
 PUBLIC_FIELDS = {
     "locations": "{ locations { id } }",
     "location": '{ location(id: "00000000-0000-0000-0000-000000000000") { id } }',
     "station": '{ station(id: "CP1") { id } }',
+    "csrfToken": "{ csrfToken }",
 }
 
 

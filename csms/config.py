@@ -11,46 +11,15 @@ import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from csms.config_env import ConfigError, env_bool, env_float, env_int, env_list
+from csms.config_payments import PaymentSettings, RateLimitSettings
 from csms.services.tokens import TokenSigner
 
-
-class ConfigError(Exception):
-    """A setting is missing or malformed; the message names the variable."""
+__all__ = ["AuthSettings", "ConfigError", "PaymentSettings", "RateLimitSettings", "Settings"]
 
 
-def _int(env: dict[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-
-
-def _float(env: dict[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-
-
-def _bool(env: dict[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    if raw.lower() in {"1", "true", "yes", "on"}:
-        return True
-    if raw.lower() in {"0", "false", "no", "off"}:
-        return False
-    raise ConfigError(f"{name} must be 1/0/true/false, got {raw!r}")
-
-
-def _list(env: dict[str, str], name: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
+# The parsers are shared with the settings groups kept in their own modules (csms.config_payments).
+_int, _float, _bool, _list = env_int, env_float, env_bool, env_list
 
 
 def _origin(raw: str) -> str:
@@ -195,6 +164,8 @@ class Settings:
     session_stop_grace_s: float = 900.0
     reaper_interval_s: float = 30.0
     auth: AuthSettings = field(default_factory=AuthSettings)
+    payments: PaymentSettings = field(default_factory=PaymentSettings)
+    rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
 
     @property
     def production(self) -> bool:
@@ -246,6 +217,8 @@ class Settings:
             session_stop_grace_s=_float(e, "CSMS_SESSION_STOP_GRACE", d.session_stop_grace_s),
             reaper_interval_s=_float(e, "CSMS_REAPER_INTERVAL", d.reaper_interval_s),
             auth=AuthSettings.from_env(e),
+            payments=PaymentSettings.from_env(e),
+            rate_limits=RateLimitSettings.from_env(e),
         )
         for name, value in (("CSMS_SESSION_START_TIMEOUT", s.session_start_timeout_s),
                             ("CSMS_SESSION_MAX_DURATION", s.session_max_duration_s),
@@ -272,6 +245,7 @@ class Settings:
         if self.jwt_private_key_file is None:
             raise ConfigError("production needs CSMS_JWT_PRIVATE_KEY_FILE (the ES256 key that signs access tokens)")
         self.auth.check_production()
+        self.payments.check_production()
 
     def token_signer(self) -> TokenSigner:
         """The access-token signer: the configured key, or in development one kept in the data dir."""

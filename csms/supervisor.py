@@ -2,7 +2,8 @@
 
 Start order (each service reports ready with ``task_status.started()`` before the next starts):
 database (embedded server if no URL) → migrations → group committer and journal → OCPP gateway →
-presence → session reaper (and its RemoteStop sender) → API. Stop order on SIGINT/SIGTERM or
+presence → session reaper (and its RemoteStop sender) → payments (when configured: provider client,
+invoice expiry, reconciliation) → API. Stop order on SIGINT/SIGTERM or
 :meth:`Csms.stop`: stop the API and stop accepting chargers, close chargers with 1001 under a
 deadline, then drain the committer and the journal so nothing confirmed or journaled is lost, then
 stop the database.
@@ -34,6 +35,7 @@ from csms.ocpp.router import ROUTES_16
 from csms.services.commands import ChargerCommands
 from csms.services.commit import GroupCommitter
 from csms.services.journal import Journal
+from csms.services.payments.service import serve_payments
 from csms.services.reapers import SessionReaper
 from csms.services.session_tracker import LiveSessions
 from csms.services.stations import StationService
@@ -201,6 +203,9 @@ class Csms:
                 if self.reaper is not None:
                     await aux.start(self.reaper.run)
                 services = ApiServices(db=db, settings=s, signer=self._signer, commands=self.commands)
+                if s.payments.enabled:
+                    # Billing: invoice expiry and reconciliation, and the provider client the API uses.
+                    services.extra["payments"] = await aux.start(serve_payments, db, s.payments)
                 app = create_app(services)
                 binds = await aux.start(serve_api, app, s)
                 http_port = int(binds[0].rsplit(":", 1)[1])

@@ -19,7 +19,7 @@ from quart import Response
 from quart_trio import QuartTrio
 from strawberry.quart.views import GraphQLView
 
-from csms.api import graphiql, trio_gather
+from csms.api import graphiql, trio_gather, webhooks
 from csms.api.browser import BrowserSession
 from csms.api.client_address import ClientAddress
 from csms.api.context import ApiContext, ApiServices
@@ -131,6 +131,9 @@ def create_app(services: ApiServices, *, schema: BaseSchema | None = None) -> Qu
                                           ClientAddress(auth.trusted_proxies)),
         methods=["GET", "POST"],
     )
+    # The payment provider's signed notifications (csms.api.webhooks).
+    app.add_url_rule(webhooks.PATH, methods=["POST"],
+                     view_func=webhooks.odengi_webhook_view(services, ClientAddress(auth.trusted_proxies)))
 
     @app.get("/.well-known/jwks.json")
     async def jwks() -> tuple[dict[str, object], int, dict[str, str]]:

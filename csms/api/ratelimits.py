@@ -37,14 +37,19 @@ def enforce_rate_limit(context: ApiContext, policy: str, key: str, *, limit: int
 
 
 def client_key(context: ApiContext) -> str:
-    """The rate-limit key of the client's address: the IPv4 address, or the IPv6 /64 network.
+    """The rate-limit key of the client's address (see :func:`address_key`)."""
+    return address_key(context.client_ip)
+
+
+def address_key(client_ip: str) -> str:
+    """The rate-limit key of an address: the IPv4 address, or the IPv6 /64 network.
 
     One IPv6 subscriber usually holds a whole /64, so limiting single IPv6 addresses would limit nothing.
     """
     try:
-        address = ipaddress.ip_address(context.client_ip)
+        address = ipaddress.ip_address(client_ip)
     except ValueError:
-        return context.client_ip or "unknown"
+        return client_ip or "unknown"
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
         return str(ipaddress.IPv6Network((address, 64), strict=False))
     return str(address.ipv4_mapped or address) if isinstance(address, ipaddress.IPv6Address) else str(address)

@@ -17,15 +17,16 @@ import strawberry
 from strawberry.extensions import MaskErrors
 from strawberry.tools import merge_types
 
-from csms.api import accounts, catalog, charging, operator, wallet
+from csms.api import accounts, catalog, charging, operator, payments, wallet
 from csms.api.access import assert_every_field_guarded
 from csms.api.csrf_guard import CsrfGuard
 from csms.api.errors import INTERNAL_ERROR_CODE, INTERNAL_ERROR_MESSAGE
+from csms.api.ratelimit_guard import MutationRateLimits
 from graphql import GraphQLError
 
 # Each API area is a module with QUERIES, MUTATIONS and SUBSCRIPTIONS lists of strawberry types; the
 # root types merge them. A new area adds its module here.
-AREAS = [operator, accounts, catalog, wallet, charging]
+AREAS = [operator, accounts, catalog, wallet, charging, payments]
 
 if TYPE_CHECKING:
     from strawberry.types import ExecutionContext
@@ -81,5 +82,5 @@ schema = CsmsSchema(
     query=_query,
     mutation=_merge("Mutation", "MUTATIONS"),
     subscription=_merge("Subscription", "SUBSCRIPTIONS"),
-    extensions=[MaskUnexpectedErrors, CsrfGuard],
+    extensions=[MaskUnexpectedErrors, CsrfGuard, MutationRateLimits],
 )

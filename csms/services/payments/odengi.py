@@ -105,9 +105,11 @@ class OdengiProvider:
         """One signed request; the provider's answer as a JSON object, errors translated."""
         raw = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
         timestamp = str(int(time.time()))
+        # The signature covers the whole path the provider sees, base URL prefix included.
+        full_path = self._client.base_url.path.rstrip("/") + path
         headers = {"X-Merchant-Id": self._merchant_id, "X-Timestamp": timestamp,
                    "X-Signature": signing.signature_header(self._api_secret,
-                                                           signing.request_message(timestamp, method, path, raw))}
+                                                           signing.request_message(timestamp, method, full_path, raw))}
         if body is not None:
             headers["Content-Type"] = "application/json"
         try:

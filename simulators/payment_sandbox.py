@@ -228,7 +228,9 @@ class PaymentSandbox:
 
     async def run_sender(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Deliver queued webhooks in order, one at a time, until cancelled."""
-        async with httpx.AsyncClient(timeout=10) as client:
+        # A fresh connection per webhook, as providers usually do: an idle keep-alive connection would also
+        # hold up the merchant server's graceful shutdown.
+        async with httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_keepalive_connections=0)) as client:
             task_status.started()
             async for event in self._inbox:
                 if self.faults.delay_s:

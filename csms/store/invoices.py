@@ -130,11 +130,14 @@ def expire_due(conn: Conn, limit: int = 500) -> list[Invoice]:
 def claim_for_reconcile(conn: Conn, after: timedelta, lease: timedelta, limit: int = 50) -> list[Invoice]:
     """Invoices the provider may still report on, expired at least ``after`` ago and not checked lately.
 
+    Open invoices are left to the expiry job first, so that one closed here reads ``expired``.
+
     Each is leased for ``lease`` (``next_check_at``), so another node asks about other invoices.
     """
     rows = conn.execute(
         f"""UPDATE payment_invoices SET next_check_at = now() + %s
-            WHERE id IN (SELECT id FROM payment_invoices WHERE NOT provider_final AND status <> 'failed'
+            WHERE id IN (SELECT id FROM payment_invoices
+                         WHERE NOT provider_final AND status IN ('expired', 'declined', 'cancelled')
                          AND expires_at <= now() - %s AND (next_check_at IS NULL OR next_check_at <= now())
                          ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED)
             RETURNING {_COLUMNS}""",

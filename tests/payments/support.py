@@ -18,9 +18,8 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import trio
 
-from csms.store import events
+from csms.store import events, ledger
 from csms.store import invoices as invoice_store
-from csms.store import ledger
 from tests.api.conftest import document
 from tests.payments.conftest import MERCHANT, WEBHOOK_SECRET
 

@@ -14,6 +14,7 @@ reconciler asks the provider about it later, in case the provider did create it.
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -103,9 +104,10 @@ class TopUps:
     async def _register(self, invoice: Invoice) -> Invoice:
         """Ask the provider for the invoice and store its QR code."""
         assert self.provider is not None
-        remaining = int((invoice.expires_at - utcnow()).total_seconds())
-        if remaining < 1:
+        left_s = (invoice.expires_at - utcnow()).total_seconds()
+        if left_s <= 0:
             return invoice  # too late to be paid: the expiry job closes it
+        remaining = math.ceil(left_s)
         try:
             created = await self.provider.create_invoice(invoice.id, invoice.amount_tyiyn, remaining, DESCRIPTION,
                                                          self.settings.callback_url)

@@ -78,6 +78,10 @@ class Settings:
     gil_switch_interval_s: float = 0.0005
     # ES256 key for our access tokens; unset in development means data_dir/jwt-es256.pem, created on first use.
     jwt_private_key_file: Path | None = None
+    # Live GraphQL subscriptions (graphql-transport-ws) and the events feeding them.
+    ws_init_timeout_s: float = 10.0
+    ws_max_operations: int = 100
+    events_buffer: int = 64
 
     @property
     def production(self) -> bool:
@@ -124,9 +128,14 @@ class Settings:
             shutdown_grace_s=_float(e, "CSMS_SHUTDOWN_GRACE", d.shutdown_grace_s),
             gil_switch_interval_s=_float(e, "CSMS_GIL_SWITCH_INTERVAL", d.gil_switch_interval_s),
             jwt_private_key_file=Path(e["CSMS_JWT_PRIVATE_KEY_FILE"]) if e.get("CSMS_JWT_PRIVATE_KEY_FILE") else None,
+            ws_init_timeout_s=_float(e, "CSMS_WS_INIT_TIMEOUT", d.ws_init_timeout_s),
+            ws_max_operations=_int(e, "CSMS_WS_MAX_OPERATIONS", d.ws_max_operations),
+            events_buffer=_int(e, "CSMS_EVENTS_BUFFER", d.events_buffer),
         )
         if bool(s.ocpp_tls_cert) != bool(s.ocpp_tls_key):
             raise ConfigError("CSMS_OCPP_TLS_CERT and CSMS_OCPP_TLS_KEY must be set together")
+        if s.events_buffer < 1 or s.ws_max_operations < 1 or s.ws_init_timeout_s <= 0:
+            raise ConfigError("CSMS_EVENTS_BUFFER, CSMS_WS_MAX_OPERATIONS and CSMS_WS_INIT_TIMEOUT must be positive")
         return s
 
     def check_production(self) -> None:

@@ -2,7 +2,7 @@
 
 Start order (each service reports ready with ``task_status.started()`` before the next starts):
 database (embedded server if no URL) → migrations → group committer and journal → presence →
-OCPP gateway → API. Stop order on SIGINT/SIGTERM or :meth:`Csms.stop`: stop the API and stop
+OCPP gateway → events (LISTEN) → API. Stop order on SIGINT/SIGTERM or :meth:`Csms.stop`: stop the API and stop
 accepting chargers, close chargers with 1001 under a deadline, then drain the committer and the
 journal so nothing confirmed or journaled is lost, then stop the database.
 """
@@ -32,6 +32,7 @@ from csms.ocpp.handlers.context import Deps, VendorHandler
 from csms.ocpp.router import ROUTES_16
 from csms.services.commands import ChargerCommands
 from csms.services.commit import GroupCommitter
+from csms.services.events import EventHub
 from csms.services.journal import Journal
 from csms.services.stations import StationService
 from csms.services.transactions import TransactionService
@@ -121,6 +122,7 @@ class Csms:
         self.commands: ChargerCommands | None = None
         self.db: Database | None = None
         self.stations: StationService | None = None
+        self.events: EventHub | None = None
         # Loaded (or, in development, created) up front so a bad key fails start-up, not the first login.
         self._signer = settings.token_signer()
 
@@ -192,7 +194,11 @@ class Csms:
             ocpp_port = listeners[0].socket.getsockname()[1]
             async with trio.open_nursery() as aux:
                 await aux.start(stations.run_presence)
-                services = ApiServices(db=db, settings=s, signer=self._signer, commands=self.commands)
+                # Before the API, so that the first subscription already has its events; when it stops
+                # (with the API), open subscription sockets close with 1001.
+                self.events = await aux.start(EventHub(db.dsn, capacity=s.events_buffer).run)
+                services = ApiServices(db=db, settings=s, signer=self._signer, commands=self.commands,
+                                       events=self.events)
                 app = create_app(services)
                 binds = await aux.start(serve_api, app, s)
                 http_port = int(binds[0].rsplit(":", 1)[1])

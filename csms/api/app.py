@@ -2,7 +2,7 @@
 
 strawberry's HTTP path runs under Trio once graphql-core's gather is replaced (``trio_gather``), which
 :func:`create_app` does. Its WebSocket subscription handlers are asyncio-only, so they are switched off
-here; a Trio ``graphql-transport-ws`` handler will take that route later.
+here; WebSockets on ``/graphql`` go to our Trio ``graphql-transport-ws`` server (``csms.api.ws``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from strawberry.quart.views import GraphQLView
 from csms.api import graphiql, trio_gather
 from csms.api.context import ApiContext, ApiServices, Principal
 from csms.api.schema import schema as default_schema
+from csms.api.ws import graphql_ws_endpoint
 from csms.services.tokens import InvalidToken
 from csms.store.apikeys import TOKEN_PREFIX, verify_api_key
 
@@ -119,6 +120,12 @@ def create_app(services: ApiServices, *, schema: BaseSchema | None = None) -> Qu
         "/graphql",
         view_func=CsmsGraphQLView.as_view("graphql", schema or default_schema, services),
         methods=["GET", "POST"],
+    )
+    # Subscriptions (and queries and mutations) over graphql-transport-ws; credentials come in the
+    # connection_init payload and are checked like the Authorization header.
+    app.add_websocket(
+        "/graphql", "graphql_ws",
+        graphql_ws_endpoint(services, schema or default_schema, authenticate=authenticate_bearer),
     )
 
     @app.get("/.well-known/jwks.json")

@@ -17,6 +17,7 @@ from csms.api.errors import Forbidden, Unauthenticated
 if TYPE_CHECKING:
     from csms.config import Settings
     from csms.services.commands import ChargerCommands
+    from csms.services.events import EventHub
     from csms.services.tokens import TokenSigner
     from csms.store.apikeys import ApiKeyInfo
     from csms.store.db import Database
@@ -81,6 +82,7 @@ class ApiServices:
         settings: process settings.
         signer: issues and verifies our access tokens.
         commands: sends commands to connected chargers (None in API-only tests).
+        events: the process's change events, for subscriptions (None: subscriptions are unavailable).
         extra: room for services added later (events broadcaster, rate limiter, push...).
     """
 
@@ -88,6 +90,7 @@ class ApiServices:
     settings: Settings
     signer: TokenSigner
     commands: ChargerCommands | None = None
+    events: EventHub | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -15,16 +15,18 @@ from typing import TYPE_CHECKING
 
 import strawberry
 from strawberry.extensions import MaskErrors
+from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
-from csms.api import operator
+from csms.api import operator, subscriptions
 from csms.api.access import assert_every_field_guarded
 from csms.api.errors import INTERNAL_ERROR_CODE, INTERNAL_ERROR_MESSAGE
+from csms.api.scalars import LONG_SCALAR, Long
 from graphql import GraphQLError
 
 # Each API area is a module with QUERIES, MUTATIONS and SUBSCRIPTIONS lists of strawberry types; the
 # root types merge them. A new area adds its module here.
-AREAS = [operator]
+AREAS = [operator, subscriptions]
 
 if TYPE_CHECKING:
     from strawberry.types import ExecutionContext
@@ -81,4 +83,5 @@ schema = CsmsSchema(
     mutation=_merge("Mutation", "MUTATIONS"),
     subscription=_merge("Subscription", "SUBSCRIPTIONS"),
     extensions=[MaskUnexpectedErrors],
+    config=StrawberryConfig(scalar_map={Long: LONG_SCALAR}),
 )

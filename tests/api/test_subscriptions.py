@@ -11,8 +11,9 @@ import trio
 from csms.store import ledger
 from csms.store.events import CHANNEL, notify
 from csms.store.users import create_user
+from csms.supervisor import Csms, Ready
 from tests.api.ws_client import LiveApi, WsClient, error_codes, start_live_api, wait_until
-from tests.conftest import add_station, charger, make_user
+from tests.conftest import add_station, charger, make_user, node_settings
 
 if TYPE_CHECKING:
     from csms.store.db import Conn, Database
@@ -280,3 +281,23 @@ async def test_gql_websockets_transport(api: LiveApi, db: Database, token: str) 
     assert stations == {"stations": [{"id": "GQL-1"}]}
     assert [(c["connectorId"], c["status"]) for c in changes] == [(1, "Available"), (1, "Preparing")]
     assert changes[1]["updatedAt"] == "2026-11-26T12:00:00+00:00"
+
+
+# -- shutdown --------------------------------------------------------------------------------------
+
+
+async def test_stopping_csms_closes_subscriptions_without_waiting_for_the_grace(db_url: str) -> None:
+    settings = node_settings(db_url, shutdown_grace_s=10.0)
+    async with trio.open_nursery() as nursery:
+        csms = Csms(settings)
+        ready: Ready = await nursery.start(csms.run)
+        await csms.add_station("BYE-1")
+        async with WsClient.connect(f"ws://127.0.0.1:{ready.http_port}/graphql") as ws:
+            await ws.init()
+            await ws.subscribe("c", CONNECTION, {"id": "BYE-1"})
+            await ws.next_data("c")
+            stopped_at = trio.current_time()
+            csms.stop()
+            assert await ws.wait_closed() == (1001, "Server shutting down")
+    # The open socket did not hold the API for its graceful-stop deadline.
+    assert trio.current_time() - stopped_at < 5

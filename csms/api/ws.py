@@ -141,14 +141,18 @@ class GraphQLWebSocket:
         except ProtocolViolation as exc:
             await self.close(exc.code, exc.reason)
             return None
-        if credential is not None:
-            self.principal = await self.authenticate(self.services, credential)
-            if self.principal is None:
-                await self.close(Close.FORBIDDEN, "Forbidden")
-                return None
-            return self._expiry(credential)
-        if self.cookie_authenticate is not None:
-            self.principal = await self.cookie_authenticate(self.services, self.ws)
+        try:
+            if credential is not None:
+                self.principal = await self.authenticate(self.services, credential)
+                if self.principal is None:
+                    await self.close(Close.FORBIDDEN, "Forbidden")
+                    return None
+                return self._expiry(credential)
+            if self.cookie_authenticate is not None:
+                self.principal = await self.cookie_authenticate(self.services, self.ws)
+        except Exception as exc:  # e.g. the database is unreachable: the client may retry later
+            log.warning("GraphQL WebSocket authentication failed (%s)", type(exc).__name__)
+            await self.close(Close.INTERNAL_ERROR, "Internal error")
         return None
 
     def _expiry(self, credential: str) -> float | None:

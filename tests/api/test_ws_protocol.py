@@ -7,6 +7,12 @@ from typing import TYPE_CHECKING
 import pytest
 import trio
 
+from csms.api.app import create_app
+from csms.api.context import ApiServices
+from csms.api.server import serve_api
+from csms.config import Settings
+from csms.services.events import EventHub
+from csms.store.db import open_database
 from csms.store.events import notify
 from tests.api.ws_client import LiveApi, WsClient, error_codes, start_live_api, wait_until
 from tests.conftest import TEST_SIGNER, make_user
@@ -204,3 +210,14 @@ async def test_events_service_stopping_closes_1001(db: Database, nursery: trio.N
             await ws.init()
             inner.cancel_scope.cancel()
             assert await ws.wait_closed() == (1001, "Server shutting down")
+
+
+async def test_authentication_failure_inside_csms_closes_1011(db_url: str, nursery: trio.Nursery, token: str) -> None:
+    async with open_database(db_url, size=1) as broken:
+        await trio.to_thread.run_sync(broken.pool.close)  # the API key cannot be looked up
+        settings = Settings(http_host="127.0.0.1", http_port=0, shutdown_grace_s=1.0)
+        services = ApiServices(db=broken, settings=settings, signer=TEST_SIGNER, events=EventHub(None))
+        binds = await nursery.start(serve_api, create_app(services), settings)
+        async with WsClient.connect(binds[0].replace("http://", "ws://") + "/graphql") as ws:
+            await ws.send_json({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}})
+            assert await ws.wait_closed() == (1011, "Internal error")

@@ -114,22 +114,21 @@ async def station_status_changed(
         if rows is None:
             raise NotFound("No such station.")
         while True:
-            changes = [StationStatusChange.from_view(row) for row in rows]
-            for change in changes:
+            for row in rows:
                 # After a resync only what differs from what the client has is sent again.
-                state = (change.status, change.error_code)
-                if sent.get(change.connector_id) != state:
-                    sent[change.connector_id] = state
+                change = StationStatusChange.from_view(row)
+                if sent.get(change.connector_id) != (change.status, change.error_code):
+                    sent[change.connector_id] = (change.status, change.error_code)
                     yield change
             event = await sub.receive()
             if event.resync:
                 rows = await current(event.seq) or []
                 continue
             rows = []
-            change_or_none = StationStatusChange.from_event(event.data)
-            if change_or_none is not None:
-                sent[change_or_none.connector_id] = (change_or_none.status, change_or_none.error_code)
-                yield change_or_none
+            update = StationStatusChange.from_event(event.data)
+            if update is not None:
+                sent[update.connector_id] = (update.status, update.error_code)
+                yield update
 
 
 def _station_connectors(conn: views.Conn, station_id: str) -> list[views.ConnectorView] | None:

@@ -215,6 +215,33 @@ async def test_balance_of_one_user_is_not_sent_to_another(api: LiveApi, db: Data
         assert quiet.cancelled_caught
 
 
+async def test_lost_listen_connection_resends_what_changed(api: LiveApi, db: Database) -> None:
+    await db.run(_station_with_connectors, "GAP-1", {1: "Available", 2: "Available"})
+    user_id, access = await make_user(db)
+    session_id = await db.run(_session, user_id, None)
+    async with WsClient.connect(api.ws_url) as ws:
+        await ws.init({"token": access})
+        await ws.subscribe("st", STATUS, {"id": "GAP-1"})
+        await ws.subscribe("se", SESSION, {"id": session_id})
+        first = [await ws.receive_json() for _ in range(3)]
+        assert sorted(m["id"] for m in first) == ["se", "st", "st"]
+
+        def changed_unnoticed(conn: Conn) -> None:
+            # Changes whose notifications are lost (as if sent while the LISTEN connection was down).
+            conn.execute("UPDATE connectors SET status = 'Faulted' WHERE station_id = 'GAP-1' AND connector_id = 2")
+            conn.execute("UPDATE charging_sessions SET energy_wh = 777 WHERE id = %s", (session_id,))
+
+        await db.run(changed_unnoticed)
+        pid = api.hub.listener_pid
+        await db.run(lambda conn: conn.execute("SELECT pg_terminate_backend(%s)", (pid,)))
+        resent = {m["id"]: m["payload"]["data"] for m in [await ws.receive_json() for _ in range(2)]}
+        # Only what differs from what the client has: connector 2, and the session.
+        assert resent["st"]["stationStatusChanged"]["connectorId"] == 2
+        assert resent["st"]["stationStatusChanged"]["status"] == "Faulted"
+        assert resent["se"]["sessionUpdated"]["energyWh"] == 777
+        assert api.hub.reconnects == 1
+
+
 # -- fan-out ---------------------------------------------------------------------------------------
 
 

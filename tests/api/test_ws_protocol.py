@@ -10,7 +10,7 @@ import trio
 from csms.api.app import create_app
 from csms.api.context import ApiServices
 from csms.api.server import serve_api
-from csms.config import Settings
+from csms.config import ConfigError, Settings
 from csms.services.events import EventHub
 from csms.store.db import open_database
 from csms.store.events import notify
@@ -221,3 +221,13 @@ async def test_authentication_failure_inside_csms_closes_1011(db_url: str, nurse
         async with WsClient.connect(binds[0].replace("http://", "ws://") + "/graphql") as ws:
             await ws.send_json({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}})
             assert await ws.wait_closed() == (1011, "Internal error")
+
+
+def test_live_update_settings_from_env() -> None:
+    settings = Settings.from_env({"CSMS_WS_INIT_TIMEOUT": "2.5", "CSMS_WS_MAX_OPERATIONS": "7", "CSMS_EVENTS_BUFFER": "9"})
+    assert (settings.ws_init_timeout_s, settings.ws_max_operations, settings.events_buffer) == (2.5, 7, 9)
+    defaults = Settings.from_env({})
+    assert (defaults.ws_init_timeout_s, defaults.ws_max_operations, defaults.events_buffer) == (10.0, 100, 64)
+    for name in ("CSMS_WS_INIT_TIMEOUT", "CSMS_WS_MAX_OPERATIONS", "CSMS_EVENTS_BUFFER"):
+        with pytest.raises(ConfigError, match=name):
+            Settings.from_env({name: "0"})

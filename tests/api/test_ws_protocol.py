@@ -157,10 +157,11 @@ async def test_user_token_by_token_key(api: LiveApi, db: Database) -> None:
 
 async def test_expired_token_closes_4403(api: LiveApi, db: Database) -> None:
     user_id, _ = await make_user(db)
-    short = TEST_SIGNER.issue(user_id, "driver", ttl_s=1)
+    # Expiry is whole seconds after a whole-second issue time: valid for 1 to 2 s from now.
+    short = TEST_SIGNER.issue(user_id, "driver", ttl_s=2)
     async with WsClient.connect(api.ws_url) as ws:
         await ws.init({"Authorization": f"Bearer {short}"})
-        assert await ws.wait_closed(timeout=5) == (4403, "Forbidden: the access token expired")
+        assert await ws.wait_closed(timeout=6) == (4403, "Forbidden: the access token expired")
 
 
 async def test_duplicate_id_closes_4409(api: LiveApi) -> None:

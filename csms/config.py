@@ -164,6 +164,10 @@ class Settings:
     session_stop_grace_s: float = 900.0
     reaper_interval_s: float = 30.0
     auth: AuthSettings = field(default_factory=AuthSettings)
+    # Live GraphQL subscriptions (graphql-transport-ws) and the events feeding them.
+    ws_init_timeout_s: float = 10.0
+    ws_max_operations: int = 100
+    events_buffer: int = 64
     payments: PaymentSettings = field(default_factory=PaymentSettings)
     rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
 
@@ -217,6 +221,9 @@ class Settings:
             session_stop_grace_s=_float(e, "CSMS_SESSION_STOP_GRACE", d.session_stop_grace_s),
             reaper_interval_s=_float(e, "CSMS_REAPER_INTERVAL", d.reaper_interval_s),
             auth=AuthSettings.from_env(e),
+            ws_init_timeout_s=_float(e, "CSMS_WS_INIT_TIMEOUT", d.ws_init_timeout_s),
+            ws_max_operations=_int(e, "CSMS_WS_MAX_OPERATIONS", d.ws_max_operations),
+            events_buffer=_int(e, "CSMS_EVENTS_BUFFER", d.events_buffer),
             payments=PaymentSettings.from_env(e),
             rate_limits=RateLimitSettings.from_env(e),
         )
@@ -228,6 +235,8 @@ class Settings:
                 raise ConfigError(f"{name} must be a positive number of seconds, got {value}")
         if bool(s.ocpp_tls_cert) != bool(s.ocpp_tls_key):
             raise ConfigError("CSMS_OCPP_TLS_CERT and CSMS_OCPP_TLS_KEY must be set together")
+        if s.events_buffer < 1 or s.ws_max_operations < 1 or s.ws_init_timeout_s <= 0:
+            raise ConfigError("CSMS_EVENTS_BUFFER, CSMS_WS_MAX_OPERATIONS and CSMS_WS_INIT_TIMEOUT must be positive")
         return s
 
     def check_production(self) -> None:

@@ -2,11 +2,11 @@
 
 Start order (each service reports ready with ``task_status.started()`` before the next starts):
 database (embedded server if no URL) → migrations → group committer and journal → OCPP gateway →
-presence → session reaper (and its RemoteStop sender) → payments (when configured: provider client,
-invoice expiry, reconciliation) → API. Stop order on SIGINT/SIGTERM or
-:meth:`Csms.stop`: stop the API and stop accepting chargers, close chargers with 1001 under a
-deadline, then drain the committer and the journal so nothing confirmed or journaled is lost, then
-stop the database.
+presence → session reaper (and its RemoteStop sender) → events (LISTEN) → payments (when configured:
+provider client, invoice expiry, reconciliation) → API. Stop order on
+SIGINT/SIGTERM or :meth:`Csms.stop`: stop the API and stop accepting chargers, close chargers with
+1001 under a deadline, then drain the committer and the journal so nothing confirmed or journaled is
+lost, then stop the database.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from csms.ocpp.handlers.context import Deps, VendorHandler
 from csms.ocpp.router import ROUTES_16
 from csms.services.commands import ChargerCommands
 from csms.services.commit import GroupCommitter
+from csms.services.events import EventHub
 from csms.services.journal import Journal
 from csms.services.payments.service import serve_payments
 from csms.services.reapers import SessionReaper
@@ -127,6 +128,7 @@ class Csms:
         self.db: Database | None = None
         self.stations: StationService | None = None
         self.reaper: SessionReaper | None = None
+        self.events: EventHub | None = None
         # Loaded (or, in development, created) up front so a bad key fails start-up, not the first login.
         self._signer = settings.token_signer()
 
@@ -202,7 +204,11 @@ class Csms:
                 await aux.start(stations.run_presence)
                 if self.reaper is not None:
                     await aux.start(self.reaper.run)
-                services = ApiServices(db=db, settings=s, signer=self._signer, commands=self.commands)
+                # Before the API, so that the first subscription already has its events; when it stops
+                # (with the API), open subscription sockets close with 1001.
+                self.events = await aux.start(EventHub(db.dsn, capacity=s.events_buffer).run)
+                services = ApiServices(db=db, settings=s, signer=self._signer, commands=self.commands,
+                                       events=self.events)
                 if s.payments.enabled:
                     # Billing: invoice expiry and reconciliation, and the provider client the API uses.
                     services.extra["payments"] = await aux.start(serve_payments, db, s.payments)

@@ -2,7 +2,7 @@
 
 strawberry's HTTP path runs under Trio once graphql-core's gather is replaced (``trio_gather``), which
 :func:`create_app` does. Its WebSocket subscription handlers are asyncio-only, so they are switched off
-here; a Trio ``graphql-transport-ws`` handler will take that route later.
+here; WebSockets on ``/graphql`` go to our Trio ``graphql-transport-ws`` server (``csms.api.ws``).
 
 Credentials: ``Authorization: Bearer`` (API keys, our access tokens, an external provider's tokens)
 or, for browsers, session cookies with a CSRF header (``credentials``, ``browser``, ``csrf_guard``).
@@ -31,6 +31,7 @@ from csms.api.credentials import (
     bearer_token,
 )
 from csms.api.schema import schema as default_schema
+from csms.api.ws import graphql_ws_endpoint
 from csms.services.external_tokens import ExternalTokenVerifier
 
 if TYPE_CHECKING:
@@ -130,6 +131,13 @@ def create_app(services: ApiServices, *, schema: BaseSchema | None = None) -> Qu
         view_func=CsmsGraphQLView.as_view("graphql", schema or default_schema, services,
                                           ClientAddress(auth.trusted_proxies)),
         methods=["GET", "POST"],
+    )
+    # Subscriptions (and queries and mutations) over graphql-transport-ws; credentials come in the
+    # connection_init payload and are checked like the Authorization header.
+    app.add_websocket(
+        "/graphql", "graphql_ws",
+        graphql_ws_endpoint(services, schema or default_schema, authenticate=authenticate_bearer,
+                            cookie_authenticate=authenticate_websocket_cookies),
     )
     # The payment provider's signed notifications (csms.api.webhooks).
     app.add_url_rule(webhooks.PATH, methods=["POST"],

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from csms.api.browser import BrowserSession
     from csms.config import Settings
     from csms.services.commands import ChargerCommands
+    from csms.services.events import EventHub
     from csms.services.external_tokens import ExternalTokenVerifier
     from csms.services.tokens import TokenSigner
     from csms.store.apikeys import ApiKeyInfo
@@ -84,7 +85,8 @@ class ApiServices:
         settings: process settings.
         signer: issues and verifies our access tokens.
         commands: sends commands to connected chargers (None in API-only tests).
-        extra: room for services added later (events broadcaster, push...).
+        events: the process's change events, for subscriptions (None: subscriptions are unavailable).
+        extra: room for services added later (push...).
         rate_limits: the process's rate limiters by policy name (``csms.api.ratelimits``).
         external_tokens: checks an external identity provider's tokens; None when none is configured
             (``create_app`` builds it from the settings).
@@ -95,6 +97,7 @@ class ApiServices:
     settings: Settings
     signer: TokenSigner
     commands: ChargerCommands | None = None
+    events: EventHub | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     rate_limits: RateLimits = field(default_factory=RateLimits)
     external_tokens: ExternalTokenVerifier | None = None

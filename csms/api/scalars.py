@@ -8,8 +8,7 @@ uses it.
 
 from __future__ import annotations
 
-import warnings
-from typing import TYPE_CHECKING, NewType
+from typing import NewType
 
 import strawberry
 
@@ -27,19 +26,15 @@ def _serialize(value: int) -> int:
     return _parse(value)
 
 
-if TYPE_CHECKING:
-    # For type checkers Long is an int; at runtime it is the strawberry scalar below.
-    Long = NewType("Long", int)
-else:
-    # strawberry 0.341 deprecates wrapping a NewType here in favour of StrawberryConfig.scalar_map, and
-    # the test suite turns warnings into errors. The wrapped form keeps Long usable in any schema
-    # without configuration, so its one deprecation warning is silenced here, and only here.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Passing a class to strawberry.scalar", DeprecationWarning)
-        Long = strawberry.scalar(
-            NewType("Long", int),
-            serialize=_serialize,
-            parse_value=_parse,
-            description="A 64-bit integer sent as a JSON number, limited to ±(2^53 - 1) (exact in JavaScript). "
-            "Used for money (tyiyn) and energy (Wh).",
-        )
+# For type checkers and at runtime Long is an int; the schema maps it to the GraphQL scalar below
+# (StrawberryConfig.scalar_map in csms.api.schema: passing a class to strawberry.scalar() is deprecated
+# and warns, which the test suite treats as an error).
+Long = NewType("Long", int)
+
+LONG_SCALAR = strawberry.scalar(
+    name="Long",
+    serialize=_serialize,
+    parse_value=_parse,
+    description="A 64-bit integer sent as a JSON number, limited to ±(2^53 - 1) (exact in JavaScript). "
+    "Used for money (tyiyn) and energy (Wh).",
+)

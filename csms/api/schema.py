@@ -15,18 +15,20 @@ from typing import TYPE_CHECKING
 
 import strawberry
 from strawberry.extensions import MaskErrors
+from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
-from csms.api import accounts, catalog, charging, operator, payments, wallet
+from csms.api import accounts, catalog, charging, operator, payments, subscriptions, wallet
 from csms.api.access import assert_every_field_guarded
 from csms.api.csrf_guard import CsrfGuard
 from csms.api.errors import INTERNAL_ERROR_CODE, INTERNAL_ERROR_MESSAGE
 from csms.api.ratelimit_guard import MutationRateLimits
+from csms.api.scalars import LONG_SCALAR, Long
 from graphql import GraphQLError
 
 # Each API area is a module with QUERIES, MUTATIONS and SUBSCRIPTIONS lists of strawberry types; the
 # root types merge them. A new area adds its module here.
-AREAS = [operator, accounts, catalog, wallet, charging, payments]
+AREAS = [operator, accounts, catalog, wallet, charging, subscriptions, payments]
 
 if TYPE_CHECKING:
     from strawberry.types import ExecutionContext
@@ -83,4 +85,5 @@ schema = CsmsSchema(
     mutation=_merge("Mutation", "MUTATIONS"),
     subscription=_merge("Subscription", "SUBSCRIPTIONS"),
     extensions=[MaskUnexpectedErrors, CsrfGuard, MutationRateLimits],
+    config=StrawberryConfig(scalar_map={Long: LONG_SCALAR}),
 )

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg.types.json import Jsonb
 
+from csms.store.events import CHANNEL, notify
+
 if TYPE_CHECKING:
     from datetime import datetime
 
@@ -97,9 +99,10 @@ def record_status(
     """Set a connector's current status and append it to the history.
 
     A notification older than the stored one (a replay after reconnect) goes to the history only,
-    so the current status never moves backwards in time.
+    so the current status never moves backwards in time. A change of the current status publishes a
+    ``station_status`` event, sent when the transaction commits.
     """
-    conn.execute(
+    current = conn.execute(
         """INSERT INTO connectors AS c (station_id, connector_id, status, error_code, info, vendor_id,
                                        vendor_error_code, status_at, updated_at)
            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now())
@@ -107,15 +110,19 @@ def record_status(
                status = EXCLUDED.status, error_code = EXCLUDED.error_code, info = EXCLUDED.info,
                vendor_id = EXCLUDED.vendor_id, vendor_error_code = EXCLUDED.vendor_error_code,
                status_at = EXCLUDED.status_at, updated_at = now()
-           WHERE c.status_at IS NULL OR EXCLUDED.status_at IS NULL OR EXCLUDED.status_at >= c.status_at""",
+           WHERE c.status_at IS NULL OR EXCLUDED.status_at IS NULL OR EXCLUDED.status_at >= c.status_at
+           RETURNING updated_at""",
         (station_id, connector_id, status, error_code, info, vendor_id, vendor_error_code, status_at),
-    )
+    ).fetchone()
     conn.execute(
         """INSERT INTO connector_status_history (station_id, connector_id, status, error_code, info,
                                                  vendor_id, vendor_error_code, status_at)
            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
         (station_id, connector_id, status, error_code, info, vendor_id, vendor_error_code, status_at),
     )
+    if current is not None:
+        notify(conn, "station_status", station_id=station_id, connector_id=connector_id, status=status,
+               error_code=error_code, updated_at=current[0].isoformat())
 
 
 def set_station_field(conn: Conn, station_id: str, column: str, value: str) -> None:
@@ -198,18 +205,27 @@ def set_links(conn: Conn, node_id: str, connected: list[str], disconnected: list
     A disconnect removes the row only if it is still this node's: another node may have taken the
     station over since.
     """
-    # Lists as JSON documents, for the same reason as in touch_last_seen.
+    # Lists as JSON documents, for the same reason as in touch_last_seen. Each change publishes a
+    # ``station_connection`` event from the same statement (no extra round trip), sent on commit.
     if disconnected:
         conn.execute(
-            """DELETE FROM charger_connections WHERE node_id = %s
-               AND station_id IN (SELECT jsonb_array_elements_text(%s::jsonb))""",
-            (node_id, json.dumps(disconnected)),
+            f"""WITH gone AS (DELETE FROM charger_connections WHERE node_id = %s
+                   AND station_id IN (SELECT jsonb_array_elements_text(%s::jsonb)) RETURNING station_id)
+               SELECT {_CONNECTION_EVENT} FROM gone""",
+            (node_id, json.dumps(disconnected), CHANNEL, False),
         )
     if connected:
         conn.execute(
-            """INSERT INTO charger_connections (station_id, node_id)
-               SELECT s, %s FROM jsonb_array_elements_text(%s::jsonb) AS s
-               WHERE EXISTS (SELECT 1 FROM stations WHERE id = s)
-               ON CONFLICT (station_id) DO UPDATE SET node_id = EXCLUDED.node_id, connected_at = now()""",
-            (node_id, json.dumps(connected)),
+            f"""WITH held AS (INSERT INTO charger_connections (station_id, node_id)
+                   SELECT s, %s FROM jsonb_array_elements_text(%s::jsonb) AS s
+                   WHERE EXISTS (SELECT 1 FROM stations WHERE id = s)
+                   ON CONFLICT (station_id) DO UPDATE SET node_id = EXCLUDED.node_id, connected_at = now()
+                   RETURNING station_id)
+               SELECT {_CONNECTION_EVENT} FROM held""",
+            (node_id, json.dumps(connected), CHANNEL, True),
         )
+
+
+# One ``station_connection`` notification per row (see csms.store.events for the payload).
+_CONNECTION_EVENT = """pg_notify(%s, json_build_object('topic', 'station_connection', 'station_id', station_id,
+                                                   'connected', %s::boolean, 'updated_at', now())::text)"""

@@ -334,3 +334,34 @@ def transaction_meter_values(conn: Conn, transaction_id: int) -> list[MeterValue
         (transaction_id,),
     ).fetchall()
     return [MeterValueView(*row) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorStatus:
+    """One connector's live status, without catalog details (what status subscriptions send)."""
+
+    station_id: str
+    connector_id: int
+    status: str
+    error_code: str
+    updated_at: datetime
+
+
+def station_statuses(conn: Conn, station_id: str) -> list[ConnectorStatus] | None:
+    """The live status of a station's connectors, or None if there is no such station."""
+    if conn.execute("SELECT 1 FROM stations WHERE id = %s", (station_id,)).fetchone() is None:
+        return None
+    rows = conn.execute(
+        "SELECT station_id, connector_id, status, error_code, updated_at FROM connectors"
+        " WHERE station_id = %s ORDER BY connector_id",
+        (station_id,),
+    ).fetchall()
+    return [ConnectorStatus(*row) for row in rows]
+
+
+def station_connected(conn: Conn, station_id: str) -> bool | None:
+    """Whether a live csms node holds the station's socket; None if there is no such station."""
+    if conn.execute("SELECT 1 FROM stations WHERE id = %s", (station_id,)).fetchone() is None:
+        return None
+    row = conn.execute(f"SELECT EXISTS ({_CONNECTED} AND c.station_id = %s)", (station_id,)).fetchone()
+    return bool(row and row[0])

@@ -1,0 +1,239 @@
+"""Live updates: GraphQL subscriptions fed by the process's change events (``csms.services.events``).
+
+Each subscription subscribes to its events *first*, then sends the current state, then one update per
+change. When events may have been missed (the LISTEN connection dropped, or the client read too slowly
+and its buffer collapsed) it reloads the current state and sends what differs from what the client
+last saw. Reads for one object are shared between all the subscribers that watch it
+(``EventHub.load``), so a thousand drivers watching one session cost one query per change.
+
+They are served over ``graphql-transport-ws`` on ``/graphql`` (``csms.api.ws``).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncGenerator  # noqa: TC003 (strawberry resolves annotations at runtime)
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import strawberry
+from strawberry import Info
+
+from csms.api.access import LOGGED_IN, PUBLIC
+from csms.api.context import ApiContext  # noqa: TC001
+from csms.api.errors import BadUserInput, Forbidden, NotFound
+from csms.api.scalars import Long  # noqa: TC001
+from csms.api.session_types import ChargingSession, may_see_session
+from csms.services.clock import utcnow
+from csms.store import views
+from csms.store.balances import WalletTotals, wallet_totals
+from csms.store.session_views import SessionView, get_session
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from csms.services.events import EventHub
+
+log = logging.getLogger(__name__)
+
+MAX_STATION_ID = 48
+
+
+@strawberry.type(description="The status of one connector of a station, as it changed.")
+class StationStatusChange:
+    station_id: str
+    connector_id: int = strawberry.field(description="1, 2, ...; 0 is the charge point as a whole.")
+    status: str = strawberry.field(description="OCPP ChargePointStatus, e.g. Available, Charging, Faulted.")
+    error_code: str = strawberry.field(description="OCPP ChargePointErrorCode; NoError when healthy.")
+    updated_at: datetime = strawberry.field(description="When csms recorded the status (UTC).")
+
+    @classmethod
+    def from_view(cls, view: views.ConnectorStatus) -> StationStatusChange:
+        """From a stored connector row (current state)."""
+        return cls(station_id=view.station_id, connector_id=view.connector_id, status=view.status,
+                   error_code=view.error_code, updated_at=view.updated_at)
+
+    @classmethod
+    def from_event(cls, data: Mapping[str, Any]) -> StationStatusChange | None:
+        """From a ``station_status`` event's payload (None if it lacks a field)."""
+        try:
+            at = data.get("updated_at")
+            return cls(station_id=str(data["station_id"]), connector_id=int(data["connector_id"]),
+                       status=str(data["status"]), error_code=str(data["error_code"]),
+                       updated_at=datetime.fromisoformat(str(at)) if at else utcnow())
+        except (KeyError, TypeError, ValueError):
+            log.warning("ignoring a malformed station_status event")
+            return None
+
+
+@strawberry.type(description="Whether a station holds a connection to csms.")
+class StationConnectionChange:
+    station_id: str
+    connected: bool
+    updated_at: datetime = strawberry.field(description="When csms noticed (UTC).")
+
+
+@strawberry.type(description="A wallet's balance. Money in tyiyn (1 som = 100 tyiyn).")
+class WalletBalance:
+    available_tyiyn: Long = strawberry.field(description="What may be spent now.")
+    held_tyiyn: Long = strawberry.field(description="Reserved by charging sessions that are still running.")
+
+    @classmethod
+    def from_totals(cls, totals: WalletTotals) -> WalletBalance:
+        """From the store's totals."""
+        return cls(available_tyiyn=totals.available_tyiyn, held_tyiyn=totals.held_tyiyn)  # type: ignore[arg-type]
+
+
+def _hub(info: Info[ApiContext, None]) -> EventHub:
+    hub = info.context.require_services().events
+    if hub is None:
+        raise RuntimeError("live updates need the events service")
+    return hub
+
+
+def _station_id(station_id: str) -> str:
+    if not 1 <= len(station_id) <= MAX_STATION_ID:
+        raise BadUserInput(f"stationId must have 1 to {MAX_STATION_ID} characters.")
+    return station_id
+
+
+# Resolvers are plain typed functions passed as resolver=: strawberry's decorator form is untyped.
+async def station_status_changed(
+    info: Info[ApiContext, None], station_id: str
+) -> AsyncGenerator[StationStatusChange, None]:
+    """The current status of each connector, then every change (NOT_FOUND for an unknown station)."""
+    hub, db, station_id = _hub(info), info.context.db, _station_id(station_id)
+    sent: dict[int, tuple[str, str]] = {}
+
+    async def current(seq: int) -> list[views.ConnectorStatus] | None:
+        return await hub.load("connectors", station_id, seq, lambda: db.run(views.station_statuses, station_id))
+
+    with hub.subscribe(("station_status", station_id)) as sub:
+        rows = await current(sub.start_seq)
+        if rows is None:
+            raise NotFound("No such station.")
+        while True:
+            for row in rows:
+                # After a resync only what differs from what the client has is sent again.
+                change = StationStatusChange.from_view(row)
+                if sent.get(change.connector_id) != (change.status, change.error_code):
+                    sent[change.connector_id] = (change.status, change.error_code)
+                    yield change
+            event = await sub.receive()
+            if event.resync:
+                rows = await current(event.seq) or []
+                continue
+            rows = []
+            update = StationStatusChange.from_event(event.data)
+            if update is not None:
+                sent[update.connector_id] = (update.status, update.error_code)
+                yield update
+
+
+async def station_connection_changed(
+    info: Info[ApiContext, None], station_id: str
+) -> AsyncGenerator[StationConnectionChange, None]:
+    """Whether the station is connected now, then every change (NOT_FOUND for an unknown station)."""
+    hub, db, station_id = _hub(info), info.context.db, _station_id(station_id)
+
+    async def current(seq: int) -> bool | None:
+        return await hub.load("connected", station_id, seq, lambda: db.run(views.station_connected, station_id))
+
+    with hub.subscribe(("station_connection", station_id)) as sub:
+        connected = await current(sub.start_seq)
+        if connected is None:
+            raise NotFound("No such station.")
+        last = connected
+        yield StationConnectionChange(station_id=station_id, connected=connected, updated_at=utcnow())
+        async for event in sub:
+            if event.resync:
+                connected = bool(await current(event.seq))
+                at = utcnow()
+            else:
+                connected = bool(event.data.get("connected"))
+                raw = event.data.get("updated_at")
+                at = datetime.fromisoformat(str(raw)) if raw else utcnow()
+            if connected != last or not event.resync:
+                last = connected
+                yield StationConnectionChange(station_id=station_id, connected=connected, updated_at=at)
+
+
+async def session_updated(info: Info[ApiContext, None], id: strawberry.ID) -> AsyncGenerator[ChargingSession, None]:
+    """The session now, then after every change; NOT_FOUND if unknown, FORBIDDEN if not the caller's."""
+    hub, db = _hub(info), info.context.db
+    principal = info.context.require()
+    try:
+        session_id = str(uuid.UUID(str(id)))
+    except ValueError:
+        raise NotFound("No such charging session.") from None
+
+    async def current(seq: int) -> SessionView | None:
+        return await hub.load("session", session_id, seq, lambda: db.run(get_session, session_id))
+
+    with hub.subscribe(("session", session_id)) as sub:
+        view = await current(sub.start_seq)
+        if view is None:
+            raise NotFound("No such charging session.")
+        if not may_see_session(principal, view):
+            raise Forbidden("This charging session is not yours.")
+        last = view
+        yield ChargingSession.from_view(view)
+        async for event in sub:
+            view = await current(event.seq)
+            if view is not None and view != last:  # coalesced or repeated events may show nothing new
+                last = view
+                yield ChargingSession.from_view(view)
+
+
+async def balance_changed(info: Info[ApiContext, None]) -> AsyncGenerator[WalletBalance, None]:
+    """The caller's wallet balance now, then after every change (FORBIDDEN for a key without a user)."""
+    hub, db = _hub(info), info.context.db
+    user_id = info.context.require().user_id
+    if user_id is None:
+        raise Forbidden("This credential has no wallet: log in as a user.")
+    user_id = user_id.lower()
+
+    async def current(seq: int) -> WalletTotals:
+        return await hub.load("wallet", user_id, seq, lambda: db.run(wallet_totals, user_id))
+
+    with hub.subscribe(("balance", user_id)) as sub:
+        totals = await current(sub.start_seq)
+        last = totals
+        yield WalletBalance.from_totals(totals)
+        async for event in sub:
+            totals = await current(event.seq)
+            if totals != last:
+                last = totals
+                yield WalletBalance.from_totals(totals)
+
+
+@strawberry.type
+class LiveSubscription:
+    # The field types come from the resolvers' AsyncGenerator annotations.
+    station_status_changed = strawberry.subscription(
+        resolver=station_status_changed,
+        permission_classes=PUBLIC,
+        description="A station's connector statuses: first the current one of each connector, then every change.",
+    )
+    station_connection_changed = strawberry.subscription(
+        resolver=station_connection_changed,
+        permission_classes=PUBLIC,
+        description="Whether a station is connected to csms: first now, then every change.",
+    )
+    session_updated = strawberry.subscription(
+        resolver=session_updated,
+        permission_classes=LOGGED_IN,
+        description="A charging session: first as it is now, then after every change. Its driver, the "
+        "owner of its station and admins may watch it.",
+    )
+    balance_changed = strawberry.subscription(
+        resolver=balance_changed,
+        permission_classes=LOGGED_IN,
+        description="The caller's wallet balance: first now, then after every change.",
+    )
+
+
+QUERIES: list[type] = []
+MUTATIONS: list[type] = []
+SUBSCRIPTIONS: list[type] = [LiveSubscription]

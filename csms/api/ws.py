@@ -1,0 +1,263 @@
+"""GraphQL over WebSocket on Trio: the ``graphql-transport-ws`` server behind ``/graphql``.
+
+strawberry's own WebSocket handlers need asyncio, so this module drives strawberry's schema directly
+(``schema.stream``, which runs subscriptions, queries and mutations alike). One connection is one
+:class:`GraphQLWebSocket`:
+
+- The client must send ``connection_init`` within ``CSMS_WS_INIT_TIMEOUT`` seconds (else close 4408).
+  Its payload may carry a credential, ``{"Authorization": "Bearer <token>"}`` or ``{"token": ...}``,
+  checked like the HTTP ``Authorization`` header; a bad one closes the socket with 4403. Without
+  one, the browser's cookies are tried when a cookie authenticator is installed, else the connection
+  is anonymous (public fields only). A user's access token is only good until it expires: the socket
+  then closes with 4403 and the client reconnects with a fresh token.
+- Each ``subscribe`` runs in its own task and cancel scope inside the connection's nursery; the
+  client's ``complete`` cancels it. Errors keep their typed ``extensions.code``.
+- When the process stops (the events service stops), every socket closes with 1001 so clients
+  reconnect, possibly to another node.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import aclosing
+from typing import TYPE_CHECKING
+
+import trio
+from quart import websocket as current_websocket
+from strawberry.types.execution import ExecutionResult, PreExecutionError
+
+from csms.api import ws_protocol as proto
+from csms.api.context import ApiContext
+from csms.api.errors import ApiError
+from csms.api.ws_protocol import Close, ProtocolViolation
+from csms.services.tokens import InvalidToken
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from quart import Websocket
+    from strawberry.schema.base import BaseSchema
+
+    from csms.api.context import ApiServices, Principal
+
+    Authenticate = Callable[[ApiServices, str | None], Awaitable[Principal | None]]
+    CookieAuthenticate = Callable[[ApiServices, Websocket], Awaitable[Principal | None]]
+
+log = logging.getLogger(__name__)
+
+# Bounds the close handshake when the peer is gone or not reading.
+CLOSE_TIMEOUT_S = 2.0
+
+
+class TooManyOperations(ApiError):
+    """The connection already runs ``CSMS_WS_MAX_OPERATIONS`` operations (``TOO_MANY_OPERATIONS``)."""
+
+    code = "TOO_MANY_OPERATIONS"
+    default_message = "Too many operations on this connection."
+
+
+class GraphQLWebSocket:
+    """One ``graphql-transport-ws`` connection: its handshake, its operations and its close.
+
+    Args:
+        websocket: the accepted Quart WebSocket.
+        services: the process's services (database, token signer, events).
+        schema: the GraphQL schema.
+        authenticate: turns an ``Authorization`` value into a principal (``authenticate_bearer``).
+        cookie_authenticate: turns the upgrade request's cookies into a principal, or None. It must
+            check the ``Origin`` header itself: browsers send cookies on cross-site WebSockets.
+    """
+
+    def __init__(self, websocket: Websocket, services: ApiServices, schema: BaseSchema, *,
+                 authenticate: Authenticate, cookie_authenticate: CookieAuthenticate | None = None) -> None:
+        self.ws = websocket
+        self.services = services
+        self.schema = schema
+        self.authenticate = authenticate
+        self.cookie_authenticate = cookie_authenticate
+        self.principal: Principal | None = None
+        self.operations: dict[str, trio.CancelScope] = {}
+        self.close_code: int | None = None
+        self._nursery: trio.Nursery | None = None
+        self._headers = {k.lower(): v for k, v in websocket.headers.items()}
+
+    async def run(self) -> None:
+        """Serve the connection until either side closes it (or the process stops)."""
+        settings = self.services.settings
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            events = self.services.events
+            if events is not None:
+                nursery.start_soon(self._close_when_stopping, events.stopping)
+            with trio.move_on_after(settings.ws_init_timeout_s) as init:
+                expires_at = await self._handshake()
+            if init.cancelled_caught:
+                await self.close(Close.INIT_TIMEOUT, "Connection initialisation timeout")
+                return
+            if self.close_code is not None:
+                return
+            await self.ws.send(proto.CONNECTION_ACK)
+            if expires_at is not None:
+                nursery.start_soon(self._close_at_expiry, expires_at)
+            await self._serve()
+
+    async def close(self, code: int, reason: str = "") -> None:
+        """Close the socket once with ``code`` and end every operation."""
+        if self.close_code is None:
+            self.close_code = code
+            log.debug("GraphQL WebSocket closed by the server: %d %s", code, reason)
+            with trio.move_on_after(CLOSE_TIMEOUT_S):
+                try:
+                    await self.ws.close(code, proto.reason(reason))
+                except Exception as exc:  # the peer is already gone: nothing left to tell it
+                    log.debug("closing a GraphQL WebSocket failed: %s", type(exc).__name__)
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    async def _receive(self) -> proto.Message:
+        return proto.parse(await self.ws.receive())
+
+    async def _handshake(self) -> float | None:
+        """Wait for ``connection_init`` and authenticate it; returns when a token expires, if it does."""
+        while True:
+            try:
+                msg = await self._receive()
+            except ProtocolViolation as exc:
+                await self.close(exc.code, exc.reason)
+                return None
+            if isinstance(msg, proto.Ping):
+                await self.ws.send(proto.PONG)
+            elif isinstance(msg, proto.Subscribe):
+                await self.close(Close.UNAUTHORIZED, "Unauthorized")
+                return None
+            elif isinstance(msg, proto.ConnectionInit):
+                return await self._authenticate(msg.payload)
+            # pong and complete before the ack change nothing
+
+    async def _authenticate(self, payload: dict[str, object]) -> float | None:
+        try:
+            credential = proto.init_credential(payload)
+        except ProtocolViolation as exc:
+            await self.close(exc.code, exc.reason)
+            return None
+        try:
+            if credential is not None:
+                self.principal = await self.authenticate(self.services, credential)
+                if self.principal is None:
+                    await self.close(Close.FORBIDDEN, "Forbidden")
+                    return None
+                return self._expiry(credential)
+            if self.cookie_authenticate is not None:
+                self.principal = await self.cookie_authenticate(self.services, self.ws)
+        except Exception as exc:  # e.g. the database is unreachable: the client may retry later
+            log.warning("GraphQL WebSocket authentication failed (%s)", type(exc).__name__)
+            await self.close(Close.INTERNAL_ERROR, "Internal error")
+        return None
+
+    def _expiry(self, credential: str) -> float | None:
+        """When an access token stops being valid (None for API keys, which are revoked instead)."""
+        if self.principal is None or self.principal.kind != "user":
+            return None
+        token = credential.strip().partition(" ")[2].strip()
+        try:
+            return float(self.services.signer.verify(token).expires_at)
+        except InvalidToken:
+            return time.time()
+
+    async def _serve(self) -> None:
+        assert self._nursery is not None
+        while True:
+            try:
+                msg = await self._receive()
+            except ProtocolViolation as exc:
+                await self.close(exc.code, exc.reason)
+                return
+            if isinstance(msg, proto.Ping):
+                await self.ws.send(proto.PONG)
+            elif isinstance(msg, proto.Subscribe):
+                if msg.id in self.operations:
+                    await self.close(Close.SUBSCRIBER_EXISTS, f"Subscriber for {msg.id} already exists")
+                    return
+                if len(self.operations) >= self.services.settings.ws_max_operations:
+                    await self.ws.send(proto.error_message(msg.id, [TooManyOperations()]))
+                    continue
+                scope = trio.CancelScope()
+                self.operations[msg.id] = scope
+                self._nursery.start_soon(self._operation, msg, scope)
+            elif isinstance(msg, proto.Complete):
+                if msg.id in self.operations:
+                    self.operations.pop(msg.id).cancel()
+            elif isinstance(msg, proto.ConnectionInit):
+                await self.close(Close.TOO_MANY_INIT, "Too many initialisation requests")
+                return
+
+    def _context(self) -> ApiContext:
+        return ApiContext(db=self.services.db, principal=self.principal, services=self.services,
+                          request_headers=dict(self._headers), client_ip=self.ws.remote_addr or "")
+
+    async def _operation(self, msg: proto.Subscribe, scope: trio.CancelScope) -> None:
+        """Run one operation: ``next`` per result, then ``complete``; or one ``error``."""
+        try:
+            with scope:
+                stream = await self.schema.stream(msg.query, variable_values=msg.variables,
+                                                  context_value=self._context(), operation_name=msg.operation_name)
+                async with aclosing(stream):
+                    async for result in stream:
+                        if not isinstance(result, ExecutionResult):  # incremental delivery is not enabled
+                            continue
+                        if result.errors and (result.data is None or isinstance(result, PreExecutionError)):
+                            # The operation failed as a whole (bad document, refused access, a
+                            # subscription that cannot start or stopped with an error): it ends here.
+                            await self.ws.send(proto.error_message(msg.id, result.errors))
+                            return
+                        await self.ws.send(proto.next_message(msg.id, result))
+                await self.ws.send(proto.complete_message(msg.id))
+        except Exception:
+            # A bug or a broken socket: never let it escape into the connection's nursery.
+            log.exception("GraphQL WebSocket operation failed")
+            await self.close(Close.INTERNAL_ERROR, "Internal error")
+        finally:
+            if self.operations.get(msg.id) is scope:
+                del self.operations[msg.id]
+
+    async def _close_when_stopping(self, stopping: trio.Event) -> None:
+        await stopping.wait()
+        await self.close(Close.GOING_AWAY, "Server shutting down")
+
+    async def _close_at_expiry(self, expires_at: float) -> None:
+        await trio.sleep(max(0.0, expires_at - time.time()))
+        await self.close(Close.FORBIDDEN, "Forbidden: the access token expired")
+
+
+async def serve_graphql_ws(websocket: Websocket, services: ApiServices, schema: BaseSchema, *,
+                           authenticate: Authenticate,
+                           cookie_authenticate: CookieAuthenticate | None = None) -> None:
+    """Accept a WebSocket that asked for ``graphql-transport-ws`` and serve it until it closes.
+
+    A client that did not offer the subprotocol is accepted and closed with 4406, as graphql-ws does,
+    so that it sees a close code rather than a failed handshake.
+    """
+    if proto.SUBPROTOCOL not in websocket.requested_subprotocols:
+        await websocket.accept()
+        await websocket.close(Close.SUBPROTOCOL_NOT_ACCEPTABLE, "Subprotocol not acceptable")
+        return
+    await websocket.accept(subprotocol=proto.SUBPROTOCOL)
+    connection = GraphQLWebSocket(websocket, services, schema, authenticate=authenticate,
+                                  cookie_authenticate=cookie_authenticate)
+    await connection.run()
+
+
+def graphql_ws_endpoint(services: ApiServices, schema: BaseSchema, *, authenticate: Authenticate,
+                        cookie_authenticate: CookieAuthenticate | None = None) -> Callable[[], Awaitable[None]]:
+    """The Quart WebSocket view for ``/graphql`` (Quart passes the socket as a context-local)."""
+
+    async def graphql_ws() -> None:
+        ws: Websocket = current_websocket._get_current_object()  # type: ignore[attr-defined]
+        await serve_graphql_ws(ws, services, schema, authenticate=authenticate,
+                               cookie_authenticate=cookie_authenticate)
+
+    return graphql_ws
+
+
+__all__ = ["GraphQLWebSocket", "TooManyOperations", "graphql_ws_endpoint", "serve_graphql_ws"]

@@ -1,8 +1,8 @@
 """The payments area of the API: QR top-ups (drivers), invoices, anomalies and refunds (admins).
 
 Who sees what: ``topUp`` and ``myInvoices`` are the caller's own; ``invoice(id)`` is for the invoice's
-owner and admins (null for anyone else); ``invoices``, ``paymentAnomalies`` and ``refundTopUp`` are
-for admins.
+owner and admins (null for anyone else), and so is the ``invoiceUpdated(id)`` subscription (FORBIDDEN
+for anyone else); ``invoices``, ``paymentAnomalies`` and ``refundTopUp`` are for admins.
 
 ``topUp`` and ``refundTopUp`` accept an ``Idempotency-Key`` header (``csms.api.idempotency_keys``).
 
@@ -16,6 +16,7 @@ provider configured), ``PAYMENT_PROVIDER_UNAVAILABLE`` (try again with the same 
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncGenerator  # noqa: TC003 (strawberry resolves annotations at runtime)
 from typing import TYPE_CHECKING
 
 import strawberry
@@ -44,6 +45,7 @@ from csms.store import invoices as store
 
 if TYPE_CHECKING:
     from csms.services.payments.service import Payments
+    from csms.store.invoices import Invoice as InvoiceRow
 
 _PLAIN: dict[str, type[ApiError]] = {"BAD_USER_INPUT": BadUserInput, "NOT_FOUND": NotFound}
 
@@ -163,6 +165,35 @@ async def resolve_refund_top_up(info: Info[ApiContext, None], invoice_id: strawb
                          invoice=Invoice.from_row(result.invoice))
 
 
+async def invoice_updated(info: Info[ApiContext, None], id: strawberry.ID) -> AsyncGenerator[Invoice, None]:
+    """The invoice now, then after every change (NOT_FOUND if unknown, FORBIDDEN if not the caller's)."""
+    hub = info.context.require_services().events
+    if hub is None:
+        raise RuntimeError("live updates need the events service")
+    principal, db = info.context.require(), info.context.db
+    try:
+        invoice_id = str(uuid.UUID(str(id)))
+    except ValueError:
+        raise NotFound("No such invoice.") from None
+
+    async def current(seq: int) -> InvoiceRow | None:
+        return await hub.load("invoice", invoice_id, seq, lambda: db.run(store.get_invoice, invoice_id))
+
+    with hub.subscribe(("invoice", invoice_id)) as sub:
+        row = await current(sub.start_seq)
+        if row is None:
+            raise NotFound("No such invoice.")
+        if not (principal.is_admin or row.user_id == principal.user_id):
+            raise Forbidden("This invoice is not yours.")
+        last = row
+        yield Invoice.from_row(row)
+        async for event in sub:
+            row = await current(event.seq)
+            if row is not None and row != last:  # coalesced or repeated events may show nothing new
+                last = row
+                yield Invoice.from_row(row)
+
+
 @strawberry.type
 class PaymentQuery:
     invoice: Invoice | None = strawberry.field(
@@ -192,6 +223,15 @@ class PaymentMutation:
         "audit log (admins). Accepts an Idempotency-Key header.")
 
 
+@strawberry.type
+class PaymentSubscription:
+    # The field type comes from the resolver's AsyncGenerator annotation.
+    invoice_updated = strawberry.subscription(
+        resolver=invoice_updated, permission_classes=LOGGED_IN,
+        description="A top-up invoice: first as it is now, then after every change (e.g. PENDING → PAID). "
+        "Its owner and admins may watch it.")
+
+
 QUERIES: list[type] = [PaymentQuery]
 MUTATIONS: list[type] = [PaymentMutation]
-SUBSCRIPTIONS: list[type] = []
+SUBSCRIPTIONS: list[type] = [PaymentSubscription]

@@ -47,6 +47,7 @@ KEY_FIELDS: dict[str, str] = {
     "station_connection": "station_id",
     "session": "session_id",
     "balance": "user_id",
+    "invoice": "invoice_id",
 }
 # Fields that tell apart events about different parts of one object: a station's connectors each keep
 # their own latest status when a slow subscriber's events are coalesced.

@@ -14,6 +14,7 @@ Topics and their payloads (all keys are strings):
 - ``station_connection``: ``station_id``, ``connected`` (bool)
 - ``session``: ``session_id``, ``user_id``, ``station_id``, ``status``
 - ``balance``: ``user_id``
+- ``invoice``: ``invoice_id``, ``user_id``, ``status`` (a top-up invoice was created or changed)
 """
 
 from __future__ import annotations

@@ -31,6 +31,10 @@ ROOT_FIELDS = {
     "mySessions": "{ mySessions { edges { cursor } } }",
     "sessions": "{ sessions { edges { cursor } } }",
     "me": "{ me { id } }",
+    "invoice": '{ invoice(id: "00000000-0000-0000-0000-000000000000") { id } }',
+    "myInvoices": "{ myInvoices { edges { cursor } } }",
+    "invoices": "{ invoices { edges { cursor } } }",
+    "paymentAnomalies": "{ paymentAnomalies { items { id } } }",
 }
 # The public map: anyone may ask (field-level hiding is tested in test_catalog_access.py).
 PUBLIC_FIELDS = {

@@ -131,7 +131,7 @@ def build_app(sandbox: PaymentSandbox) -> QuartTrio:
         except SandboxError as exc:
             return {"error": str(exc)}, exc.status
         if from_page:
-            return Response(status=303, headers={"Location": f"/pay/{invoice.invoice_id}"})
+            return Response("", status=303, headers={"Location": f"/pay/{invoice.invoice_id}"})
         return invoice.document(sandbox.pay_url(invoice)), 200
 
     @app.get("/sandbox/invoices")

@@ -21,6 +21,7 @@ from strawberry import Info
 from csms.api.access import LOGGED_IN, OWNER
 from csms.api.context import ApiContext  # noqa: TC001 (strawberry reads resolver annotations at runtime)
 from csms.api.errors import ApiError, BadUserInput, DomainError, Forbidden, NotFound, Unauthenticated
+from csms.api.idempotency_keys import idempotency_key
 from csms.api.scalars import Long  # noqa: TC001
 from csms.api.session_types import (
     ChargingSession,
@@ -28,7 +29,6 @@ from csms.api.session_types import (
     decode_session_cursor,
     may_see_session,
 )
-from csms.services import idempotency
 from csms.services.sessions import Caller, SessionError, SessionService, StartRequest
 from csms.store import session_views as views
 from csms.store.sessions import STATUSES
@@ -78,12 +78,7 @@ def _service(info: Info[ApiContext, None]) -> SessionService:
 
 
 def _idempotency_key(info: Info[ApiContext, None]) -> str | None:
-    key = info.context.request_headers.get("idempotency-key")
-    if key is None:
-        return None
-    if not idempotency.valid_key(key):
-        raise BadUserInput("Idempotency-Key must be 1-200 printable ASCII characters.")
-    return key
+    return idempotency_key(info.context)  # read like every money-moving mutation's
 
 
 def _page_size(first: int | None) -> int:

@@ -20,6 +20,7 @@ from strawberry import Info
 from csms.api.access import ADMIN, LOGGED_IN, OWNER
 from csms.api.context import ApiContext, Role
 from csms.api.errors import BadUserInput, DomainError, Forbidden, NotFound
+from csms.api.idempotency_keys import idempotency_key
 from csms.api.scalars import Long  # noqa: TC001
 from csms.api.wallet_types import (
     AuditLogConnection,
@@ -38,8 +39,6 @@ from csms.store import ledger as ledger_store
 if TYPE_CHECKING:
     from csms.store.db import Conn
     from csms.store.ledger import Balance, HistoryPage
-
-IDEMPOTENCY_HEADER = "idempotency-key"
 
 
 def _own_user(info: Info[ApiContext, None]) -> str:
@@ -176,7 +175,7 @@ async def resolve_adjust_balance(info: Info[ApiContext, None], user_id: strawber
     target = _user_id(user_id)
     try:
         transfer_id = service.adjustment_transfer_id(f"{actor_kind}:{actor_id}",
-                                                     info.context.request_headers.get(IDEMPOTENCY_HEADER))
+                                                     idempotency_key(info.context))
         result = await info.context.db.run(service.adjust_balance, actor_kind=actor_kind, actor_id=actor_id,
                                            user_id=target, amount_tyiyn=amount_tyiyn, reason=reason,
                                            transfer_id=transfer_id)

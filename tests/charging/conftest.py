@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
+from csms.config import RateLimitSettings
 from tests.conftest import node_settings, running_node
 
 if TYPE_CHECKING:
@@ -15,8 +16,11 @@ if TYPE_CHECKING:
     from tests.conftest import Node
 
 # Short enough for tests to watch every reaper job, long enough that a normal start never times out.
+# Rate limits are lifted: these tests start many sessions a minute from one address (the limits have
+# their own tests in tests/payments/test_rate_limits.py).
 FAST = {"reaper_interval_s": 0.1, "session_start_timeout_s": 3.0, "session_stop_grace_s": 1.0,
-        "call_timeout_s": 2.0}
+        "call_timeout_s": 2.0,
+        "rate_limits": RateLimitSettings(critical_per_minute=10_000, mutation_per_minute=10_000)}
 
 
 @pytest.fixture

@@ -28,9 +28,18 @@ async def test_invoice_updated_until_paid(pnode: Node, api: httpx.AsyncClient, s
         await _subscribe(ws, created["id"])
         first = (await ws.next_data("i"))["invoiceUpdated"]
         assert (first["id"], first["status"], first["creditedTyiyn"]) == (created["id"], "PENDING", 0)
+        await ws.subscribe("b", "subscription { balanceChanged { availableTyiyn heldTyiyn } }")
+        assert await ws.next_data("b") == {"balanceChanged": {"availableTyiyn": 0, "heldTyiyn": 0}}
         sandbox.approve(created["id"])
-        paid = (await ws.next_data("i"))["invoiceUpdated"]
-        assert (paid["status"], paid["creditedTyiyn"], paid["flags"]) == ("PAID", 30_000, [])
+        # One message on each subscription, in either order.
+        seen: dict[str, dict[str, object]] = {}
+        while len(seen) < 2:
+            message = await ws.receive_json()
+            assert message["type"] == "next" and "errors" not in message["payload"], message
+            seen[message["id"]] = message["payload"]["data"]
+    paid = seen["i"]["invoiceUpdated"]
+    assert (paid["status"], paid["creditedTyiyn"], paid["flags"]) == ("PAID", 30_000, [])  # type: ignore[index]
+    assert seen["b"] == {"balanceChanged": {"availableTyiyn": 30_000, "heldTyiyn": 0}}
 
 
 async def test_invoice_updated_is_for_its_owner(pnode: Node, api: httpx.AsyncClient) -> None:

@@ -2,7 +2,7 @@
 
 Start order (each service reports ready with ``task_status.started()`` before the next starts):
 database (embedded server if no URL) → migrations → group committer and journal → OCPP gateway →
-presence → session reaper (and its RemoteStop sender) → events (LISTEN) → API. Stop order on
+presence → session reaper (and its RemoteStop sender) → events (LISTEN) → push → API. Stop order on
 SIGINT/SIGTERM or :meth:`Csms.stop`: stop the API and stop accepting chargers, close chargers with
 1001 under a deadline, then drain the committer and the journal so nothing confirmed or journaled is
 lost, then stop the database.
@@ -35,6 +35,7 @@ from csms.services.commands import ChargerCommands
 from csms.services.commit import GroupCommitter
 from csms.services.events import EventHub
 from csms.services.journal import Journal
+from csms.services.push import PushService
 from csms.services.reapers import SessionReaper
 from csms.services.session_tracker import LiveSessions
 from csms.services.stations import StationService
@@ -127,8 +128,10 @@ class Csms:
         self.stations: StationService | None = None
         self.reaper: SessionReaper | None = None
         self.events: EventHub | None = None
+        self.push: PushService | None = None
         # Loaded (or, in development, created) up front so a bad key fails start-up, not the first login.
         self._signer = settings.token_signer()
+        self._vapid_key = settings.vapid_key()
 
     async def add_station(self, station_id: str, password: str | None = None) -> bool:
         """Register a charge point (as `csms station add` does); False if it exists."""
@@ -205,8 +208,10 @@ class Csms:
                 # Before the API, so that the first subscription already has its events; when it stops
                 # (with the API), open subscription sockets close with 1001.
                 self.events = await aux.start(EventHub(db.dsn, capacity=s.events_buffer).run)
+                # After the events (it consumes them) and before the API (vapidPublicKey, sendTestPush).
+                self.push = await aux.start(PushService(db, s.push, self._vapid_key, self.events).run)
                 services = ApiServices(db=db, settings=s, signer=self._signer, commands=self.commands,
-                                       events=self.events)
+                                       events=self.events, push=self.push)
                 app = create_app(services)
                 binds = await aux.start(serve_api, app, s)
                 http_port = int(binds[0].rsplit(":", 1)[1])

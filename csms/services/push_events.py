@@ -110,8 +110,11 @@ def plan_fault(conn: Conn, station_id: str, connector_id: int, error_code: str) 
 
 
 def plan_balance(conn: Conn, user_id: str, threshold_tyiyn: int) -> list[Delivery]:
-    """Low balance, when the wallet has just crossed below the threshold."""
-    if not store.has_subscriptions(conn, user_id):
+    """Low balance, when the wallet has just crossed below the threshold.
+
+    Users without a wallet (an owner hears ``balance`` events about their revenue) get nothing.
+    """
+    if not store.has_subscriptions(conn, user_id) or ledger.find_user_account(conn, user_id) is None:
         return []
     available = ledger.wallet_available(conn, user_id)
     crossing = store.record_balance_side(conn, user_id, available < threshold_tyiyn)

@@ -103,8 +103,9 @@ def charging_failed(view: SessionView) -> Notification:
 
 def charging_fault(view: SessionView, error_code: str) -> Notification:
     """To the driver: the charger reported a fault while the session was charging."""
+    code = f" ({error_code})" if error_code and error_code != "NoError" else ""
     return Notification("charging_fault", "Charger fault",
-                        f"{view.station_id}, connector {view.connector_id} reported a fault ({error_code}).",
+                        f"{view.station_id}, connector {view.connector_id} reported a fault{code}.",
                         _session_url(view.id), f"session-{view.id}", urgency="high")
 
 

@@ -139,6 +139,7 @@ class PushProducer:
         self.settings = settings
         self.sender = sender
         self.planned = 0  # deliveries handed to the sender
+        self.handled = 0  # events considered
         self._recent: OrderedDict[str, None] = OrderedDict()
 
     async def run(self, hub: EventHub, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -153,6 +154,7 @@ class PushProducer:
                     reported = events.dropped
                 if event.resync:
                     continue  # notifications for events missed while LISTEN was down are not sent
+                self.handled += 1
                 try:
                     deliveries = await self.plan(event)
                 except Exception as exc:

@@ -31,6 +31,7 @@ from csms.api.context import ApiContext  # noqa: TC001 (strawberry resolves anno
 from csms.api.errors import BadUserInput, DomainError, Forbidden
 from csms.api.ratelimits import enforce_rate_limit
 from csms.services import push_subscriptions as subscriptions
+from csms.services.push_keys import public_key_b64
 from csms.store import push as store
 
 if TYPE_CHECKING:
@@ -89,10 +90,12 @@ def _api_error(exc: subscriptions.PushInputError) -> Exception:
 # Resolvers are plain typed functions passed as resolver=: strawberry's decorator form is untyped.
 async def resolve_vapid_public_key(info: Info[ApiContext, None]) -> str:
     """The key browsers pass to PushManager.subscribe as applicationServerKey."""
-    push = info.context.require_services().push
-    if push is None:
-        raise DomainError("PUSH_UNAVAILABLE", "Push notifications are not available right now.")
-    return push.public_key
+    services = info.context.require_services()
+    if services.push is not None:
+        return services.push.public_key
+    # An API served without the push service (API-only processes, tests) still tells the key the
+    # process's settings name: browsers may subscribe before push runs anywhere.
+    return public_key_b64(services.settings.vapid_key())
 
 
 async def resolve_my_push_subscriptions(info: Info[ApiContext, None]) -> list[PushSubscription]:

@@ -31,6 +31,7 @@ ROOT_FIELDS = {
     "mySessions": "{ mySessions { edges { cursor } } }",
     "sessions": "{ sessions { edges { cursor } } }",
     "me": "{ me { id } }",
+    "myPushSubscriptions": "{ myPushSubscriptions { id } }",
 }
 # The public map: anyone may ask (field-level hiding is tested in test_catalog_access.py).
 PUBLIC_FIELDS = {
@@ -38,6 +39,7 @@ PUBLIC_FIELDS = {
     "location": '{ location(id: "00000000-0000-0000-0000-000000000000") { id } }',
     "station": '{ station(id: "CP1") { id } }',
     "csrfToken": "{ csrfToken }",
+    "vapidPublicKey": "{ vapidPublicKey }",
 }
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import trio
 
-from csms import cli_ledger
+from csms import cli_ledger, cli_push
 from csms import cli_users as users
 from csms.config import ConfigError, Settings
 from csms.ocpp.gateway import STATION_ID
@@ -94,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
 
     users.add_parsers(sub)
     cli_ledger.add_parser(sub)
+    cli_push.add_parser(sub)
     return p
 
 
@@ -172,6 +173,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return users.run(args, settings, _with_db)
     if args.command == "ledger":
         return cli_ledger.run(args, settings)
+    if args.command == "vapid":
+        return cli_push.run(args, settings)
     raise AssertionError(args.command)
 
 

@@ -10,12 +10,18 @@ import os
 import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from csms.config_env import ConfigError, env_bool, env_float, env_int, env_list
 from csms.config_payments import PaymentSettings, RateLimitSettings
+from csms.config_push import PushSettings
+from csms.services import push_keys
 from csms.services.tokens import TokenSigner
 
-__all__ = ["AuthSettings", "ConfigError", "PaymentSettings", "RateLimitSettings", "Settings"]
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+__all__ = ["AuthSettings", "ConfigError", "PaymentSettings", "PushSettings", "RateLimitSettings", "Settings"]
 
 
 # The parsers are shared with the settings groups kept in their own modules (csms.config_payments).
@@ -170,6 +176,7 @@ class Settings:
     events_buffer: int = 64
     payments: PaymentSettings = field(default_factory=PaymentSettings)
     rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
+    push: PushSettings = field(default_factory=PushSettings)
 
     @property
     def production(self) -> bool:
@@ -226,6 +233,7 @@ class Settings:
             events_buffer=_int(e, "CSMS_EVENTS_BUFFER", d.events_buffer),
             payments=PaymentSettings.from_env(e),
             rate_limits=RateLimitSettings.from_env(e),
+            push=PushSettings.from_env(e),
         )
         for name, value in (("CSMS_SESSION_START_TIMEOUT", s.session_start_timeout_s),
                             ("CSMS_SESSION_MAX_DURATION", s.session_max_duration_s),
@@ -255,6 +263,7 @@ class Settings:
             raise ConfigError("production needs CSMS_JWT_PRIVATE_KEY_FILE (the ES256 key that signs access tokens)")
         self.auth.check_production()
         self.payments.check_production()
+        self.push.check_production()
 
     def token_signer(self) -> TokenSigner:
         """The access-token signer: the configured key, or in development one kept in the data dir."""
@@ -264,6 +273,17 @@ class Settings:
             except (OSError, ValueError) as exc:
                 raise ConfigError(f"CSMS_JWT_PRIVATE_KEY_FILE: {exc}") from None
         return TokenSigner.from_file(self.data_dir / "jwt-es256.pem", create=True)
+
+    def vapid_key(self) -> ec.EllipticCurvePrivateKey:
+        """The VAPID key: ``CSMS_VAPID_PRIVATE_KEY_FILE``, or in development one kept in the data dir."""
+        if self.production:
+            self.check_production()  # never create a key in production (and report problems in order)
+        try:
+            if self.push.vapid_private_key_file is not None:
+                return push_keys.load_key(self.push.vapid_private_key_file)
+            return push_keys.load_or_create(self.data_dir / push_keys.DEFAULT_KEY_NAME)
+        except push_keys.VapidKeyError as exc:
+            raise ConfigError(f"CSMS_VAPID_PRIVATE_KEY_FILE: {exc}") from None
 
     def cookie_secret(self) -> bytes:
         """The key that signs CSRF tokens: ``CSMS_COOKIE_SECRET``, or in development one kept in the data dir."""

@@ -2,8 +2,8 @@
 
 Start order (each service reports ready with ``task_status.started()`` before the next starts):
 database (embedded server if no URL) → migrations → group committer and journal → OCPP gateway →
-presence → session reaper (and its RemoteStop sender) → events (LISTEN) → payments (when configured:
-provider client, invoice expiry, reconciliation) → API. Stop order on
+presence → session reaper (and its RemoteStop sender) → events (LISTEN) → push → payments (when
+configured: provider client, invoice expiry, reconciliation) → API. Stop order on
 SIGINT/SIGTERM or :meth:`Csms.stop`: stop the API and stop accepting chargers, close chargers with
 1001 under a deadline, then drain the committer and the journal so nothing confirmed or journaled is
 lost, then stop the database.
@@ -37,6 +37,7 @@ from csms.services.commit import GroupCommitter
 from csms.services.events import EventHub
 from csms.services.journal import Journal
 from csms.services.payments.service import serve_payments
+from csms.services.push import PushService
 from csms.services.reapers import SessionReaper
 from csms.services.session_tracker import LiveSessions
 from csms.services.stations import StationService
@@ -129,8 +130,10 @@ class Csms:
         self.stations: StationService | None = None
         self.reaper: SessionReaper | None = None
         self.events: EventHub | None = None
+        self.push: PushService | None = None
         # Loaded (or, in development, created) up front so a bad key fails start-up, not the first login.
         self._signer = settings.token_signer()
+        self._vapid_key = settings.vapid_key()
 
     async def add_station(self, station_id: str, password: str | None = None) -> bool:
         """Register a charge point (as `csms station add` does); False if it exists."""
@@ -207,8 +210,10 @@ class Csms:
                 # Before the API, so that the first subscription already has its events; when it stops
                 # (with the API), open subscription sockets close with 1001.
                 self.events = await aux.start(EventHub(db.dsn, capacity=s.events_buffer).run)
+                # After the events (it consumes them) and before the API (vapidPublicKey, sendTestPush).
+                self.push = await aux.start(PushService(db, s.push, self._vapid_key, self.events).run)
                 services = ApiServices(db=db, settings=s, signer=self._signer, commands=self.commands,
-                                       events=self.events)
+                                       events=self.events, push=self.push)
                 if s.payments.enabled:
                     # Billing: invoice expiry and reconciliation, and the provider client the API uses.
                     services.extra["payments"] = await aux.start(serve_payments, db, s.payments)

@@ -29,6 +29,10 @@ def test_malformed_settings_name_the_variable(env: dict[str, str], message: str)
         Settings.from_env(env)
 
 
+# Web push's production requirements are tested in tests/push/test_push_settings.py.
+VAPID = {"CSMS_VAPID_PRIVATE_KEY_FILE": "/run/secrets/vapid.pem", "CSMS_VAPID_SUBJECT": "mailto:ops@example.com"}
+
+
 def test_production_needs_a_database_and_refuses_dev_modes() -> None:
     with pytest.raises(ConfigError, match="CSMS_DATABASE_URL"):
         Settings.from_env({"APP_ENV": "production"}).check_production()
@@ -39,12 +43,12 @@ def test_production_needs_a_database_and_refuses_dev_modes() -> None:
         Settings.from_env({"APP_ENV": "production", "CSMS_DATABASE_URL": "postgresql:///x"}).check_production()
     Settings.from_env({"APP_ENV": "production", "CSMS_DATABASE_URL": "postgresql:///x",
                        "CSMS_JWT_PRIVATE_KEY_FILE": "/run/secrets/jwt.pem", "CSMS_COOKIE_SECRET": "c" * 32,
-                       "CSMS_CORS_ORIGINS": "https://app.example.com"}).check_production()
+                       "CSMS_CORS_ORIGINS": "https://app.example.com", **VAPID}).check_production()
 
 
 PRODUCTION = {"APP_ENV": "production", "CSMS_DATABASE_URL": "postgresql:///x",
               "CSMS_JWT_PRIVATE_KEY_FILE": "/run/secrets/jwt.pem",
-              "CSMS_COOKIE_SECRET": "c" * 40, "CSMS_CORS_ORIGINS": "https://app.example.com"}
+              "CSMS_COOKIE_SECRET": "c" * 40, "CSMS_CORS_ORIGINS": "https://app.example.com", **VAPID}
 
 
 def test_auth_settings_from_env() -> None:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from csms.services.commands import ChargerCommands
     from csms.services.events import EventHub
     from csms.services.external_tokens import ExternalTokenVerifier
+    from csms.services.push import PushService
     from csms.services.tokens import TokenSigner
     from csms.store.apikeys import ApiKeyInfo
     from csms.store.db import Database
@@ -91,6 +92,7 @@ class ApiServices:
         external_tokens: checks an external identity provider's tokens; None when none is configured
             (``create_app`` builds it from the settings).
         cookie_secret: signs browser CSRF tokens (``create_app`` fills it from the settings).
+        push: web push (the VAPID key, test notifications); None when the push service is not running.
     """
 
     db: Database
@@ -102,6 +104,7 @@ class ApiServices:
     rate_limits: RateLimits = field(default_factory=RateLimits)
     external_tokens: ExternalTokenVerifier | None = None
     cookie_secret: bytes = b""
+    push: PushService | None = None
 
 
 @dataclass

@@ -17,6 +17,9 @@ fans each event out to the subscribers of its ``(topic, key)``:
   subscriber a ``resync`` event, because notifications sent while nobody listened are lost.
 - :meth:`EventHub.load` lets many subscribers that watch the same object share one database read per
   event instead of each reading it.
+- :meth:`EventHub.subscribe_topics` receives *every* event of whole topics, in order and without
+  coalescing (:class:`TopicSubscription`), for consumers that react to each change (push
+  notifications); its buffer is bounded too, and a full one drops and counts.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import psycopg
 import trio
 from psycopg import sql
 
+from csms.services.topic_subscription import TopicSubscription
 from csms.store.events import CHANNEL
 
 if TYPE_CHECKING:
@@ -165,6 +169,7 @@ class EventHub:
         # Set when the service stops: open subscription sockets close so clients reconnect elsewhere.
         self.stopping = trio.Event()
         self._subscribers: dict[tuple[str, str], set[Subscription]] = {}
+        self._topic_subscribers: dict[str, set[TopicSubscription]] = {}
         self._loads: OrderedDict[tuple[str, str], _Load] = OrderedDict()
         self._max_loads = max_shared_loads
 
@@ -190,10 +195,30 @@ class EventHub:
                     if not subs:
                         del self._subscribers[k]
 
+    @contextmanager
+    def subscribe_topics(self, *topics: str, capacity: int | None = None) -> Iterator[TopicSubscription]:
+        """Receive every event of each topic in ``topics``, in order, until the block ends.
+
+        Args:
+            capacity: events that may wait before new ones are dropped (default: the hub's capacity).
+        """
+        sub = TopicSubscription(frozenset(topics), capacity or self.capacity, self.seq)
+        for topic in sub.topics:
+            self._topic_subscribers.setdefault(topic, set()).add(sub)
+        try:
+            yield sub
+        finally:
+            for topic in sub.topics:
+                subs = self._topic_subscribers.get(topic)
+                if subs is not None:
+                    subs.discard(sub)
+                    if not subs:
+                        del self._topic_subscribers[topic]
+
     @property
     def subscriber_count(self) -> int:
-        """Open subscriptions (one subscription watching two keys counts twice)."""
-        return sum(len(s) for s in self._subscribers.values())
+        """Open subscriptions (one subscription watching two keys or topics counts twice)."""
+        return sum(len(s) for s in self._subscribers.values()) + sum(len(s) for s in self._topic_subscribers.values())
 
     def publish(self, topic: str, data: Mapping[str, Any]) -> int:
         """Deliver one event to the subscribers of its object; returns how many got it.
@@ -207,13 +232,16 @@ class EventHub:
             log.debug("events: ignoring %r without a key", topic)
             return 0
         self.seq += 1
-        subs = self._subscribers.get((topic, str(key)))
-        if not subs:
+        subs = self._subscribers.get((topic, str(key)), set())
+        watchers = self._topic_subscribers.get(topic, set())
+        if not subs and not watchers:
             return 0
         event = Event(topic, str(key), data, self.seq)
         for sub in subs:
             sub.offer(event)
-        return len(subs)
+        for watcher in watchers:
+            watcher.offer(event)
+        return len(subs) + len(watchers)
 
     def resync_all(self) -> None:
         """Tell every subscriber it may have missed events (each reloads the current state)."""
@@ -222,6 +250,10 @@ class EventHub:
             event = Event(topic, key, {}, self.seq, resync=True)
             for sub in subs:
                 sub.offer(event)
+        for topic, watchers in self._topic_subscribers.items():
+            event = Event(topic, "", {}, self.seq, resync=True)
+            for watcher in watchers:
+                watcher.offer(event)
 
     def _dispatch(self, payload: str) -> None:
         try:
@@ -358,4 +390,4 @@ class EventHub:
         await trio.to_thread.run_sync(conn.close)
 
 
-__all__ = ["DEFAULT_CAPACITY", "KEY_FIELDS", "Event", "EventHub", "Subscription"]
+__all__ = ["DEFAULT_CAPACITY", "KEY_FIELDS", "Event", "EventHub", "Subscription", "TopicSubscription"]

@@ -14,7 +14,9 @@ Topics and their payloads (all keys are strings):
 - ``station_connection``: ``station_id``, ``connected`` (bool)
 - ``session``: ``session_id``, ``user_id``, ``station_id``, ``status``
 - ``balance``: ``user_id``
-- ``invoice``: ``invoice_id``, ``user_id``, ``status`` (a top-up invoice was created or changed)
+- ``invoice``: ``invoice_id``, ``user_id``, ``status`` (``pending``, ``paid``, ``cancelled``...), and
+  optionally ``amount_tyiyn`` (the credited amount, an integer). Published by payments when an invoice
+  changes; web push tells the driver "payment confirmed" when ``status`` is ``paid``.
 """
 
 from __future__ import annotations

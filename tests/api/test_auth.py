@@ -35,6 +35,7 @@ ROOT_FIELDS = {
     "myInvoices": "{ myInvoices { edges { cursor } } }",
     "invoices": "{ invoices { edges { cursor } } }",
     "paymentAnomalies": "{ paymentAnomalies { items { id } } }",
+    "myPushSubscriptions": "{ myPushSubscriptions { id } }",
 }
 # The public map: anyone may ask (field-level hiding is tested in test_catalog_access.py).
 PUBLIC_FIELDS = {
@@ -42,6 +43,7 @@ PUBLIC_FIELDS = {
     "location": '{ location(id: "00000000-0000-0000-0000-000000000000") { id } }',
     "station": '{ station(id: "CP1") { id } }',
     "csrfToken": "{ csrfToken }",
+    "vapidPublicKey": "{ vapidPublicKey }",
 }
 
 

@@ -16,7 +16,8 @@ PAYMENTS = {"CSMS_ODENGI_URL": "https://pay.example.kg/", "CSMS_ODENGI_MERCHANT_
             "CSMS_ODENGI_WEBHOOK_ALLOWED_IPS": "203.0.113.0/24,2001:db8::1"}
 PRODUCTION = {"APP_ENV": "production", "CSMS_DATABASE_URL": "postgresql:///x",
               "CSMS_JWT_PRIVATE_KEY_FILE": "/run/secrets/jwt.pem", "CSMS_COOKIE_SECRET": "c" * 40,
-              "CSMS_CORS_ORIGINS": "https://app.example.com"}
+              "CSMS_CORS_ORIGINS": "https://app.example.com",
+              "CSMS_VAPID_PRIVATE_KEY_FILE": "/run/secrets/vapid.pem", "CSMS_VAPID_SUBJECT": "mailto:ops@example.com"}
 
 
 def test_defaults_are_off_with_the_documented_limits() -> None:

@@ -45,7 +45,8 @@ async def test_top_up_approve_credit(pnode: Node, api: httpx.AsyncClient, sandbo
                 while not any(e["topic"] == "balance" for e in events):
                     events = await trio.to_thread.run_sync(received)
     assert {"topic": "balance", "user_id": user_id} in events
-    assert {"topic": "invoice", "invoice_id": created["id"], "user_id": user_id, "status": "paid"} in events
+    assert {"topic": "invoice", "invoice_id": created["id"], "user_id": user_id, "status": "paid",
+            "amount_tyiyn": 150_000} in events
     assert (paid.credited_tyiyn, paid.payment_id, paid.flags) == (150_000, at_provider.payment_id, [])
     assert await available(pnode.db, user_id) == 150_000
     assert [(d.status, d.http_status) for d in sandbox.deliveries] == [("approved", 200)]

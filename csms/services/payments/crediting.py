@@ -68,7 +68,9 @@ def clearing_account(conn: Conn, provider: str) -> int:
 
 def notify_invoice(conn: Conn, invoice: Invoice) -> None:
     """Publish the ``invoice`` event for a changed invoice."""
-    events.notify(conn, "invoice", invoice_id=invoice.id, user_id=invoice.user_id, status=invoice.status)
+    # amount_tyiyn lets web push say how much was credited ("payment confirmed").
+    events.notify(conn, "invoice", invoice_id=invoice.id, user_id=invoice.user_id, status=invoice.status,
+                  amount_tyiyn=invoice.credited_tyiyn)
 
 
 def apply_state(conn: Conn, provider: str, state: InvoiceState) -> Applied:

@@ -19,6 +19,7 @@ import strawberry
 from strawberry import Info
 
 from csms.api.access import LOGGED_IN, OWNER
+from csms.api.auth_errors import account_errors
 from csms.api.context import ApiContext  # noqa: TC001 (strawberry reads resolver annotations at runtime)
 from csms.api.errors import ApiError, BadUserInput, DomainError, Forbidden, NotFound, Unauthenticated
 from csms.api.scalars import Long  # noqa: TC001
@@ -98,7 +99,8 @@ async def resolve_start_charging(info: Info[ApiContext, None], input: StartCharg
     principal = info.context.require()
     request = StartRequest(input.station_id, input.connector_id, input.limit_tyiyn, input.energy_wh)
     try:
-        view = await _service(info).start(_caller(principal), request, _idempotency_key(info))
+        with account_errors():  # ACCOUNT_BLOCKED, ACCOUNT_PENDING_DELETION
+            view = await _service(info).start(_caller(principal), request, _idempotency_key(info))
     except SessionError as exc:
         raise _api_error(exc) from None
     return ChargingSession.from_view(view)

@@ -21,12 +21,11 @@ from csms.api.access import ADMIN, LOGGED_IN, OWNER
 from csms.api.context import ApiContext, Role
 from csms.api.errors import BadUserInput, DomainError, Forbidden, NotFound
 from csms.api.scalars import Long  # noqa: TC001
+from csms.api.types import as_utc, check_page_size
 from csms.api.wallet_types import (
     AuditLogConnection,
     OwnerRevenue,
     WalletEntryConnection,
-    as_utc,
-    check_page_size,
     decode_audit_cursor,
     decode_history_cursor,
     wallet_fields,

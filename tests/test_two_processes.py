@@ -18,7 +18,7 @@ import httpx
 import trio
 
 from csms.supervisor import Ready
-from tests.api.ws_client import WsClient
+from tests.api.ws_client import WsClient, on_the_map
 from tests.conftest import TEST_JWT_KEY, add_station, charger
 
 if TYPE_CHECKING:
@@ -68,8 +68,9 @@ async def test_subscriptions_see_changes_made_by_the_other_process(node: Node, d
         )
     try:
         await _wait_healthy(http_port, proc, log)
-        await add_station(node, "NODE-A")
-        await add_station(node, "NODE-B")
+        for station_id in ("NODE-A", "NODE-B"):
+            await add_station(node, station_id)
+            await node.db.run(on_the_map, station_id)
         other_ws = f"ws://127.0.0.1:{http_port}/graphql"
         this_ws = node.graphql_url.replace("http://", "ws://")
         async with WsClient.connect(other_ws) as on_other, WsClient.connect(this_ws) as on_this:

@@ -12,7 +12,7 @@ from csms.store import ledger
 from csms.store.events import CHANNEL, notify
 from csms.store.users import create_user
 from csms.supervisor import Csms, Ready
-from tests.api.ws_client import LiveApi, WsClient, error_codes, start_live_api, wait_until
+from tests.api.ws_client import LiveApi, WsClient, error_codes, on_the_map, start_live_api, wait_until
 from tests.conftest import add_station, charger, make_user, node_settings
 
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ async def api(db: Database, nursery: trio.Nursery) -> LiveApi:
 
 async def test_station_status_from_a_simulated_charger(node: Node) -> None:
     await add_station(node, "LIVE-1")
+    await node.db.run(on_the_map, "LIVE-1")
     ws_url = node.graphql_url.replace("http://", "ws://")
     async with WsClient.connect(ws_url) as ws:
         await ws.init()  # anonymous: station status is public
@@ -65,6 +66,7 @@ async def test_station_status_starts_with_the_current_state(api: LiveApi, db: Da
 
 async def test_station_connection_changes(node: Node) -> None:
     await add_station(node, "LIVE-3")
+    await node.db.run(on_the_map, "LIVE-3")
     assert node.csms.stations is not None
     ws_url = node.graphql_url.replace("http://", "ws://")
     async with WsClient.connect(ws_url) as ws:
@@ -100,6 +102,7 @@ async def test_unknown_station_is_not_found(api: LiveApi, query: str) -> None:
 
 def _station_with_connectors(conn: Conn, station_id: str, statuses: dict[int, str]) -> None:
     conn.execute("INSERT INTO stations (id) VALUES (%s)", (station_id,))
+    on_the_map(conn, station_id)
     for connector, value in statuses.items():
         conn.execute("INSERT INTO connectors (station_id, connector_id, status) VALUES (%s, %s, %s)",
                      (station_id, connector, value))
@@ -323,6 +326,8 @@ async def test_stopping_csms_closes_subscriptions_without_waiting_for_the_grace(
         csms = Csms(settings)
         ready: Ready = await nursery.start(csms.run)
         await csms.add_station("BYE-1")
+        assert csms.db is not None
+        await csms.db.run(on_the_map, "BYE-1")
         async with WsClient.connect(f"ws://127.0.0.1:{ready.http_port}/graphql") as ws:
             await ws.init()
             await ws.subscribe("c", CONNECTION, {"id": "BYE-1"})

@@ -261,6 +261,7 @@ async def world(db_url: str) -> AsyncIterator[World]:
             session = await ok("driver", "mutation($i: StartChargingInput!) { startCharging(input: $i) { id } }",
                                i={"stationId": STATION, "connectorId": 1, "limitTyiyn": 5000})
             yield World(node, tokens, users, place["id"], tariff["id"], session["id"], {})
+        await assert_ledger_clean(node.db)  # after every test in this world: adjustments, holds, a void
 
 
 async def _mismatches(cases: list[Case], ask: Callable[[Case, str], Awaitable[str]]) -> list[str]:
@@ -289,7 +290,6 @@ async def test_queries_and_mutations(world: World) -> None:
                                {"i": {"email": "probe@example.test", "password": PASSWORD}})
             world.refresh[caller] = result["data"]["login"]["refreshToken"]
         assert await _mismatches(QUERIES + MUTATIONS, lambda case, caller: _api(world, client, case, caller)) == []
-    await assert_ledger_clean(world.node.db)
 
 
 async def test_subscriptions(world: World) -> None:

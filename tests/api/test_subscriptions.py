@@ -14,6 +14,7 @@ from csms.store.users import create_user
 from csms.supervisor import Csms, Ready
 from tests.api.ws_client import LiveApi, WsClient, error_codes, on_the_map, start_live_api, wait_until
 from tests.conftest import add_station, charger, make_user, node_settings
+from tests.ledger_check import assert_ledger_clean
 
 if TYPE_CHECKING:
     from csms.store.db import Conn, Database
@@ -150,6 +151,7 @@ async def test_session_updated_follows_the_session(api: LiveApi, db: Database) -
             await db.run(_meter, session_id, energy, energy * 1500 // 1000)
             update = (await ws.next_data("s"))["sessionUpdated"]
             assert (update["energyWh"], update["costTyiyn"]) == (energy, energy * 3 // 2)
+    await assert_ledger_clean(db)
 
 
 async def test_session_access(api: LiveApi, db: Database, token: str) -> None:
@@ -177,6 +179,7 @@ async def test_session_access(api: LiveApi, db: Database, token: str) -> None:
             else:
                 assert message["type"] == "error" and error_codes(message) == codes, (payload, sid, message)
     await wait_until(lambda: api.hub.subscriber_count == 0)
+    await assert_ledger_clean(db)
 
 
 # -- balances ------------------------------------------------------------------------------------
@@ -192,11 +195,15 @@ async def test_balance_changed(api: LiveApi, db: Database) -> None:
         assert await ws.next_data("b") == {"balanceChanged": {"availableTyiyn": 15_000, "heldTyiyn": 5_000}}
 
         def settle(conn: Conn) -> None:
-            ledger.post(conn, "post-1", "hold-1", 1_234)
+            # Billed as the session engine would: 1,000 Wh at 15 som per kWh.
+            ledger.post(conn, "post-1", "hold-1", 1_500)
+            conn.execute("""UPDATE charging_sessions SET status = 'completed', energy_wh = 1000, cost_tyiyn = 1500,
+                                charged_tyiyn = 1500 WHERE hold_transfer_id = 'hold-1'""")
             notify(conn, "balance", user_id=user_id)
 
         await db.run(settle)
-        assert await ws.next_data("b") == {"balanceChanged": {"availableTyiyn": 18_766, "heldTyiyn": 0}}
+        assert await ws.next_data("b") == {"balanceChanged": {"availableTyiyn": 18_500, "heldTyiyn": 0}}
+    await assert_ledger_clean(db)
 
 
 async def test_balance_needs_a_user(api: LiveApi, token: str) -> None:
@@ -220,6 +227,7 @@ async def test_balance_of_one_user_is_not_sent_to_another(api: LiveApi, db: Data
         with trio.move_on_after(0.2) as quiet:
             pytest.fail(f"user A was sent {await ws.receive_json()}")
         assert quiet.cancelled_caught
+    await assert_ledger_clean(db)
 
 
 async def test_lost_listen_connection_resends_what_changed(api: LiveApi, db: Database) -> None:
@@ -247,6 +255,7 @@ async def test_lost_listen_connection_resends_what_changed(api: LiveApi, db: Dat
         assert resent["st"]["stationStatusChanged"]["status"] == "Faulted"
         assert resent["se"]["sessionUpdated"]["energyWh"] == 777
         assert api.hub.reconnects == 1
+    await assert_ledger_clean(db)
 
 
 # -- fan-out ---------------------------------------------------------------------------------------

@@ -45,8 +45,9 @@ STATION_PASSWORD = "e2e-station-secret-0042"
 PRICE = Price(1234, 150)  # 12.34 som per kWh plus a 1.50 som session fee
 CREDIT = 500_000
 LIMIT = 200_000
-ACCOUNTS, CATALOG, CHARGING, WALLET, LIVE = (
-    document(f"{name}.graphql") for name in ("accounts", "catalog", "charging", "wallet", "subscriptions"))
+ACCOUNTS, CATALOG, CHARGING, WALLET, LIVE, DRIVER, OWNER = (
+    document(f"{name}.graphql") for name in ("accounts", "catalog", "charging", "wallet", "subscriptions", "driver",
+                                             "owner"))
 
 
 @dataclass
@@ -81,12 +82,10 @@ class Journey:
     stopped: dict[str, Any] = field(default_factory=dict)
     updates: list[dict[str, Any]] = field(default_factory=list)
     balances: list[dict[str, Any]] = field(default_factory=list)
-    me: dict[str, Any] = field(default_factory=dict)
-    wallet: dict[str, Any] = field(default_factory=dict)
+    home: dict[str, Any] = field(default_factory=dict)  # DriverHome: me, myWallet, the latest session
     history: list[dict[str, Any]] = field(default_factory=list)
-    revenue_before: dict[str, Any] = field(default_factory=dict)
-    revenue_after: dict[str, Any] = field(default_factory=dict)
-    owner_sessions: list[str] = field(default_factory=list)
+    dashboard_before: dict[str, Any] = field(default_factory=dict)  # OwnerDashboard
+    dashboard_after: dict[str, Any] = field(default_factory=dict)
 
 
 async def call(session: AsyncClientSession, doc: str, operation: str, headers: dict[str, str] | None = None,
@@ -149,7 +148,7 @@ async def app(http_url: str, ws_url: str, site: Callable[[Callable[[], Awaitable
             await call(owner, CATALOG, "CreateStation", input={
                 "id": STATION, "connectorCount": 2, "locationId": place["id"], "tariffId": tariff["id"],
                 "password": STATION_PASSWORD})
-            seen.revenue_before = (await call(owner, WALLET, "MyRevenue", **period))["myRevenue"]
+            seen.dashboard_before = await call(owner, OWNER, "OwnerDashboard", **period)
         await site(Site.install_charger)
 
         async with http(http_url, tokens["admin"]) as admin:
@@ -180,19 +179,17 @@ async def app(http_url: str, ws_url: str, site: Callable[[Callable[[], Awaitable
             seen.stopped = (await call(driver, CHARGING, "StopCharging", {"Idempotency-Key": str(uuid.uuid4())},
                                        sessionId=session_id))["stopCharging"]
             await until(lambda: seen.updates[-1]["status"] == "completed", "completed")
-            seen.me = (await call(driver, ACCOUNTS, "Me"))["me"]
-            seen.wallet = (await call(driver, WALLET, "MyWallet"))["myWallet"]
+            seen.home = await call(driver, DRIVER, "DriverHome")
             history = (await call(driver, WALLET, "MyWalletHistory", first=10))["myWalletHistory"]
             seen.history = [e["node"] for e in history["edges"]]
             await until(lambda: seen.balances[-1]["heldTyiyn"] == 0
-                        and seen.balances[-1]["availableTyiyn"] == seen.wallet["availableTyiyn"], "the last balance")
+                        and seen.balances[-1]["availableTyiyn"] == seen.home["myWallet"]["availableTyiyn"],
+                        "the last balance")
             balance.cancel()
             updates.cancel()
 
         async with http(http_url, tokens["owner"]) as owner:
-            seen.revenue_after = (await call(owner, WALLET, "MyRevenue", **period))["myRevenue"]
-            page = (await call(owner, CHARGING, "Sessions", filter={"stationId": STATION}))["sessions"]
-            seen.owner_sessions = [e["node"]["id"] for e in page["edges"]]
+            seen.dashboard_after = await call(owner, OWNER, "OwnerDashboard", **period)
     return seen
 
 
@@ -243,19 +240,24 @@ async def test_driver_charges_from_the_app_watches_live_and_pays_exactly_for_the
     assert (done["energyWh"], done["chargedTyiyn"], done["costTyiyn"]) == (energy, cost, cost)
 
     # The bill: exactly energy x tariff, wherever the app looks.
-    assert seen.me["balanceTyiyn"] == CREDIT - cost
-    assert seen.wallet == {"userId": seen.driver_id, "availableTyiyn": CREDIT - cost, "heldTyiyn": 0,
-                           "postedTyiyn": CREDIT - cost}
+    assert seen.home["me"]["balanceTyiyn"] == CREDIT - cost
+    assert seen.home["myWallet"] == {"availableTyiyn": CREDIT - cost, "heldTyiyn": 0, "postedTyiyn": CREDIT - cost}
+    [latest] = [e["node"] for e in seen.home["mySessions"]["edges"]]
+    assert (latest["id"], latest["status"], latest["chargedTyiyn"]) == (done["id"], "completed", cost)
     assert seen.balances[0] == {"availableTyiyn": CREDIT, "heldTyiyn": 0}
     assert {"availableTyiyn": CREDIT - LIMIT, "heldTyiyn": LIMIT} in seen.balances
     assert seen.balances[-1] == {"availableTyiyn": CREDIT - cost, "heldTyiyn": 0}
     assert [(e["kind"], e["amountTyiyn"]) for e in seen.history] == [
         ("POST", -cost), ("HOLD", -LIMIT), ("TRANSFER", CREDIT)]
     assert sum(e["amountTyiyn"] for e in seen.history if e["settled"]) == CREDIT - cost
-    # The owner earned the same, and sees the session at their station.
-    assert (seen.revenue_before["revenueTyiyn"], seen.revenue_before["sessions"]) == (0, 0)
-    assert (seen.revenue_after["revenueTyiyn"], seen.revenue_after["sessions"]) == (cost, 1)
-    assert seen.owner_sessions == [done["id"]]
+    # The owner earned the same, and sees the session at their connected, priced station.
+    before, after = seen.dashboard_before, seen.dashboard_after
+    assert (before["myRevenue"]["revenueTyiyn"], before["myRevenue"]["sessions"]) == (0, 0)
+    assert before["sessions"]["edges"] == []
+    assert (after["myRevenue"]["revenueTyiyn"], after["myRevenue"]["sessions"]) == (cost, 1)
+    assert [(e["node"]["id"], e["node"]["chargedTyiyn"]) for e in after["sessions"]["edges"]] == [(done["id"], cost)]
+    [[station]] = [place["stations"] for place in after["myLocations"]]
+    assert (station["id"], station["tariff"]["pricePerKwhTyiyn"]) == (STATION, PRICE.per_kwh_tyiyn)
 
     await assert_ledger_clean(node.db)
     checked = await ledger_check_cli(node.settings.database_url or "")

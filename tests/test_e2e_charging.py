@@ -13,12 +13,9 @@ balance, a charger that never starts, the limit reached, a StopTransaction repla
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -31,6 +28,7 @@ from csms.services.tariffs import Price, energy_cost
 from simulators.chargepoint import ChargePoint
 from tests.api.conftest import document
 from tests.ledger_check import assert_ledger_clean
+from tests.processes import csms_command
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -193,14 +191,6 @@ async def app(http_url: str, ws_url: str, site: Callable[[Callable[[], Awaitable
     return seen
 
 
-async def ledger_check_cli(database_url: str) -> trio.CompletedProcess[bytes]:
-    """``csms ledger check`` as operators run it: the installed command, in its own process."""
-    command = Path(sys.executable).with_name("csms")
-    env = dict(os.environ, CSMS_DATABASE_URL=database_url)
-    return await trio.run_process([str(command), "--log-level", "WARNING", "ledger", "check"], env=env,
-                                  capture_stdout=True, capture_stderr=True, check=False)
-
-
 async def test_driver_charges_from_the_app_watches_live_and_pays_exactly_for_the_energy(node: Node) -> None:
     for role, email in (("owner", "owner@e2e.test"), ("admin", "admin@e2e.test")):
         await accounts.create_account(node.db, role=role, phone=None, email=email, password=PASSWORD)
@@ -260,5 +250,5 @@ async def test_driver_charges_from_the_app_watches_live_and_pays_exactly_for_the
     assert (station["id"], station["tariff"]["pricePerKwhTyiyn"]) == (STATION, PRICE.per_kwh_tyiyn)
 
     await assert_ledger_clean(node.db)
-    checked = await ledger_check_cli(node.settings.database_url or "")
+    checked = await csms_command(node.settings.database_url or "", "ledger", "check")  # as operators run it
     assert checked.returncode == 0, (checked.stdout, checked.stderr)

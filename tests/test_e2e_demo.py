@@ -7,10 +7,7 @@ and charges on a demo station; seeding again neither credits again nor changes t
 
 from __future__ import annotations
 
-import os
 import re
-import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -21,6 +18,7 @@ from csms.services.tariffs import Price, energy_cost
 from tests.api.conftest import document
 from tests.conftest import charger
 from tests.ledger_check import assert_ledger_clean
+from tests.processes import csms_command
 
 if TYPE_CHECKING:
     from tests.conftest import Node
@@ -30,10 +28,7 @@ ACCOUNTS, CHARGING = document("accounts.graphql"), document("charging.graphql")
 
 async def csms(node: Node, *args: str) -> str:
     """Run the installed ``csms`` command on the node's database; its standard output."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CSMS_DEMO_")}
-    env["CSMS_DATABASE_URL"] = node.settings.database_url or ""
-    done = await trio.run_process([str(Path(sys.executable).with_name("csms")), "--log-level", "WARNING", *args],
-                                  env=env, capture_stdout=True, capture_stderr=True, check=False)
+    done = await csms_command(node.settings.database_url or "", *args)
     assert done.returncode == 0, (done.stdout, done.stderr)
     return done.stdout.decode()
 

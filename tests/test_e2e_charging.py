@@ -60,7 +60,7 @@ class Site:
         """Power the charge point up (the owner created its station) and wait for its boot."""
         self.charger = ChargePoint(self.node.ocpp_url, STATION, password=STATION_PASSWORD, power_w=360_000,
                                    meter_interval_s=0.05, remote_start_mode="accept_no_start",
-                                   answer_delays={"RemoteStartTransaction": 1.0})
+                                   answer_delays={"RemoteStartTransaction": 2.0})
         await self.nursery.start(self.charger.run)
 
     async def plug_in(self) -> None:
@@ -162,7 +162,7 @@ async def app(http_url: str, ws_url: str, site: Callable[[Callable[[], Awaitable
             await until(lambda: len(seen.balances) >= 1, "the first balance")
             start = tasks.create_task(call(driver, CHARGING, "StartCharging", {"Idempotency-Key": str(uuid.uuid4())},
                                            input={"stationId": STATION, "connectorId": 1, "limitTyiyn": LIMIT}))
-            # The charger takes a second to answer RemoteStart: the session is `requested` meanwhile.
+            # The charger takes two seconds to answer RemoteStart: the session is `requested` meanwhile.
             session_id = None
             while session_id is None:
                 page = (await call(driver, CHARGING, "MySessions", first=1))["mySessions"]

@@ -20,6 +20,7 @@ from csms.services.tariffs import Price, energy_cost
 from csms.store import audit, events, ledger_integrity
 from csms.store import ledger as store
 from csms.store.ledger import ADJUSTMENTS, Balance, InsufficientFunds
+from csms.store.sessions import OPEN_STATUSES
 from csms.store.users import user_exists
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ MAX_REASON_CHARS = 500
 MAX_KEY_CHARS = 200
 # A report lists at most this many problems; the rest are counted.
 MAX_PROBLEMS = 1000
-ACTIVE_STATUSES = frozenset({"requested", "accepted", "charging", "stopping"})
+ACTIVE_STATUSES = frozenset(OPEN_STATUSES)
 
 
 class InvalidAdjustment(ValueError):

@@ -32,7 +32,7 @@ from csms.services.clock import utcnow
 from csms.services.commands import ChargerOffline, ChargerTimeout, CommandError
 from csms.services.session_tracker import StopRequest, send_remote_stop
 from csms.services.tariffs import Price, energy_cost
-from csms.store import ledger
+from csms.store import catalog, ledger
 from csms.store import session_views as views
 from csms.store import sessions as store
 from csms.store.events import notify
@@ -212,20 +212,22 @@ def _open_session(conn: Conn, caller: Caller, request: StartRequest, session_id:
         return str(stored["session_id"]), False
     assert caller.user_id is not None
     _check_account(conn, caller.user_id)
-    target = store.start_target(conn, request.station_id, request.connector_id)
-    if target is None:
+    exists, status = store.connector_status(conn, request.station_id, request.connector_id)
+    if not exists:
         raise SessionError("NOT_FOUND", "No such station.")
     if not connected:
         raise SessionError("STATION_OFFLINE", "The station is not connected.")
-    if target.connector_status not in STARTABLE or store.connector_busy(conn, request.station_id,
-                                                                         request.connector_id):
+    if status not in STARTABLE or store.connector_busy(conn, request.station_id, request.connector_id):
         raise SessionError("CONNECTOR_UNAVAILABLE", "The connector is not available.")
-    if target.tariff is None:
+    # Price and payee follow the catalog's rules, which live in one place each.
+    tariff = catalog.effective_tariff(conn, request.station_id, request.connector_id)
+    if tariff is None:
         raise SessionError("NO_TARIFF", "The connector has no tariff.")
-    price = Price(target.tariff.price_per_kwh_tyiyn, target.tariff.session_fee_tyiyn)
+    owner_id = catalog.station_owner(conn, request.station_id)
+    price = Price(tariff.price_per_kwh_tyiyn, tariff.session_fee_tyiyn)
     hold = _hold_amount(request, price)
     wallet = ledger.user_account(conn, caller.user_id)
-    revenue = (ledger.user_account(conn, target.owner_id, "owner_revenue") if target.owner_id
+    revenue = (ledger.user_account(conn, owner_id, "owner_revenue") if owner_id
                else ledger.system_account(conn, ledger.OPERATOR_REVENUE))
     hold_id = billing.hold_transfer_id(session_id)
     try:
@@ -238,7 +240,7 @@ def _open_session(conn: Conn, caller: Caller, request: StartRequest, session_id:
         with conn.transaction():
             store.insert_session(conn, session_id=session_id, user_id=caller.user_id, station_id=request.station_id,
                                  connector_id=request.connector_id, id_tag=tag, limit_tyiyn=request.limit_tyiyn,
-                                 energy_limit_wh=request.energy_wh, tariff_id=target.tariff.tariff_id,
+                                 energy_limit_wh=request.energy_wh, tariff_id=tariff.tariff_id,
                                  price_per_kwh_tyiyn=price.per_kwh_tyiyn, session_fee_tyiyn=price.session_fee_tyiyn,
                                  hold_tyiyn=hold, hold_transfer_id=hold_id, revenue_account_id=revenue)
     except psycopg.errors.UniqueViolation as exc:

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import psycopg
 from psycopg import sql
 
+from csms.store.sessions import OPEN_STATUSES_SQL
+
 if TYPE_CHECKING:
     from decimal import Decimal
 
@@ -26,8 +28,6 @@ if TYPE_CHECKING:
 LOCATION_COLUMNS = frozenset({"name", "address", "city", "latitude", "longitude", "owner_id"})
 STATION_COLUMNS = frozenset({"location_id", "connector_count", "tariff_id"})
 TARIFF_COLUMNS = frozenset({"name", "price_per_kwh_tyiyn", "session_fee_tyiyn", "owner_id"})
-# Sessions in these states hold a connector (charging_sessions_active_connector).
-_ACTIVE_SESSION = "('requested', 'accepted', 'charging', 'stopping')"
 
 
 class Duplicate(Exception):
@@ -186,7 +186,7 @@ def connectors_in_use(conn: Conn, station_id: str, above: int) -> list[int]:
             WHERE station_id = %(s)s AND connector_id > %(n)s AND stopped_at IS NULL
             UNION
             SELECT connector_id FROM charging_sessions
-            WHERE station_id = %(s)s AND connector_id > %(n)s AND status IN {_ACTIVE_SESSION}
+            WHERE station_id = %(s)s AND connector_id > %(n)s AND status IN {OPEN_STATUSES_SQL}
             ORDER BY 1""",
         {"s": station_id, "n": above},
     ).fetchall()

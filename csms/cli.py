@@ -66,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("serve", help="run the OCPP gateway and the API (settings from CSMS_* variables)")
     sub.add_parser("migrate", help="apply pending database migrations and exit")
-    sub.add_parser("seed-demo", help="add a demo location, owner, tariff, stations and id tags (idempotent)")
+    sub.add_parser("seed-demo", help="add a demo location, owner, tariff, stations, id tags and a driver with "
+                   "a balance (idempotent)")
 
     station = sub.add_parser("station", help="manage charge points").add_subparsers(
         dest="action", required=True, metavar="ACTION")
@@ -148,7 +149,9 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             print("csms: seed-demo is for development; refused with APP_ENV=production", file=sys.stderr)
             return 2
         owner_password = os.environ.get(demo.OWNER_PASSWORD_ENV) or None
-        print(_with_db(settings, lambda db: demo.seed(db, owner_password=owner_password)))
+        driver_password = os.environ.get(demo.DRIVER_PASSWORD_ENV) or None
+        print(_with_db(settings, lambda db: demo.seed(db, owner_password=owner_password,
+                                                      driver_password=driver_password)))
         return 0
     if args.command == "station":
         password = sys.stdin.readline().rstrip("\n") if args.password_stdin else args.password

@@ -91,6 +91,7 @@ class ChargePoint(TransactionsMixin, RpcMixin):
         remote_stop_mode: ``"accept"`` (stop the transaction) or ``"accept_no_stop"`` (answer Accepted and
             keep charging, never sending StopTransaction).
         unanswered: CS→CP actions the charger receives but never answers (a hung charger).
+        answer_delays: CS→CP action → seconds before answering it (a slow charger; its reader waits too).
     """
 
     def __init__(
@@ -108,7 +109,7 @@ class ChargePoint(TransactionsMixin, RpcMixin):
         reconnect_delay_s: float = 0.2,
         remote_start_mode: str = "accept",
         remote_stop_mode: str = "accept",
-        unanswered: set[str] | None = None,
+        unanswered: set[str] | None = None, answer_delays: dict[str, float] | None = None,
     ) -> None:
         self.url = url
         self.station_id = station_id
@@ -129,6 +130,7 @@ class ChargePoint(TransactionsMixin, RpcMixin):
         self.remote_start_mode = remote_start_mode
         self.remote_stop_mode = remote_stop_mode
         self.unanswered: set[str] = set(unanswered or ())
+        self.answer_delays: dict[str, float] = dict(answer_delays or {})
         #: Answers to the second copy of each duplicated message, for idempotency assertions.
         self.duplicate_responses: list[dict[str, Any]] = []
         self._ws: trio_websocket.WebSocketConnection | None = None
@@ -288,6 +290,7 @@ class ChargePoint(TransactionsMixin, RpcMixin):
         if frame.action in self.unanswered:
             log.info("%s ignores %s (fault injection)", self.station_id, frame.action)
             return
+        await trio.sleep(self.answer_delays.get(frame.action, 0))
         handler = HANDLERS.get(frame.action)
         after = None
         if handler is None:

@@ -92,6 +92,7 @@ def test_adjust_credits_debits_and_is_audited(db_url: str, conn: psycopg.Connect
                     ("cli", "ledger.adjust", user, "-1000", "typo fix")]
     (actor,) = conn.execute("SELECT DISTINCT actor_id FROM audit_log").fetchone()
     assert actor
+    assert main(["ledger", "check"]) == 0
 
 
 def test_adjust_with_an_idempotency_key_applies_once(db_url: str, conn: psycopg.Connection[Any],
@@ -108,6 +109,7 @@ def test_adjust_with_an_idempotency_key_applies_once(db_url: str, conn: psycopg.
     assert main(changed) == 1
     assert "already used" in capsys.readouterr().err
     assert conn.execute("SELECT count(*) FROM audit_log").fetchone() == (1,)
+    assert main(["ledger", "check"]) == 0
 
 
 def test_adjust_refuses_bad_input(db_url: str, monkeypatch: pytest.MonkeyPatch,

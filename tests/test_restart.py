@@ -4,37 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
-import sys
 from typing import Any
 
 import psycopg
 import trio
 
 from simulators.chargepoint import ChargePoint
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def _start_csms(env: dict[str, str], port: int) -> trio.Process:
-    proc = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "csms.cli", "--log-level", "WARNING", "serve"], env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    with trio.fail_after(30):
-        while True:
-            try:
-                stream = await trio.open_tcp_stream("127.0.0.1", port)
-            except OSError:
-                await trio.sleep(0.05)
-                continue
-            await stream.aclose()
-            return proc
+from tests.processes import free_port, start_csms, stop
 
 
 def _rows(db_url: str, sql: str) -> list[tuple[Any, ...]]:
@@ -46,10 +22,10 @@ async def test_sigkill_loses_no_confirmed_message(db_url: str) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("INSERT INTO stations (id) VALUES ('KILL-1')")
         conn.execute("INSERT INTO id_tags (id_tag) VALUES ('KILL-TAG')")
-    ocpp_port = _free_port()
+    ocpp_port = free_port()
     env = dict(os.environ, CSMS_DATABASE_URL=db_url, CSMS_OCPP_PORT=str(ocpp_port),
-               CSMS_HTTP_PORT=str(_free_port()), CSMS_DB_POOL_SIZE="3")
-    proc = await _start_csms(env, ocpp_port)
+               CSMS_HTTP_PORT=str(free_port()), CSMS_DB_POOL_SIZE="3")
+    proc = await start_csms(env, ocpp_port)
     try:
         cp = ChargePoint(f"ws://127.0.0.1:{ocpp_port}/ocpp/", "KILL-1", power_w=360_000, meter_interval_s=0.05,
                          response_timeout_s=5, reconnect_delay_s=0.1)
@@ -65,7 +41,7 @@ async def test_sigkill_loses_no_confirmed_message(db_url: str) -> None:
             assert confirmed > 0
             # While the server is down the charger stops; the StopTransaction is queued and replayed.
             await cp.stop_transaction(1)
-            proc = await _start_csms(env, ocpp_port)
+            proc = await start_csms(env, ocpp_port)
             with trio.fail_after(20):
                 while _rows(db_url, "SELECT stopped_at IS NOT NULL FROM transactions") != [(True,)]:
                     await trio.sleep(0.1)
@@ -78,20 +54,14 @@ async def test_sigkill_loses_no_confirmed_message(db_url: str) -> None:
         after = _rows(db_url, f"SELECT count(*) FROM meter_values WHERE transaction_id = {tx_id}")[0][0]
         assert after >= confirmed
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            with trio.move_on_after(15):
-                await proc.wait()
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+        await stop(proc)
 
 
 async def test_repeated_signals_still_stop_gracefully(db_url: str) -> None:
-    ocpp_port = _free_port()
+    ocpp_port = free_port()
     env = dict(os.environ, CSMS_DATABASE_URL=db_url, CSMS_OCPP_PORT=str(ocpp_port),
-               CSMS_HTTP_PORT=str(_free_port()), CSMS_DB_POOL_SIZE="3")
-    proc = await _start_csms(env, ocpp_port)
+               CSMS_HTTP_PORT=str(free_port()), CSMS_DB_POOL_SIZE="3")
+    proc = await start_csms(env, ocpp_port)
     # A terminal's Ctrl-C and a supervisor's SIGTERM often arrive together: the second must not kill it.
     proc.send_signal(signal.SIGINT)
     proc.send_signal(signal.SIGTERM)

@@ -7,19 +7,13 @@ so no other broker is needed for live updates when csms runs on several nodes.
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-import httpx
-import trio
-
 from csms.supervisor import Ready
-from tests.api.ws_client import WsClient
+from tests.api.ws_client import WsClient, on_the_map
 from tests.conftest import TEST_JWT_KEY, add_station, charger
+from tests.processes import free_port, start_csms, stop, wait_healthy
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -27,25 +21,6 @@ if TYPE_CHECKING:
     from tests.conftest import Node
 
 STATUS = "subscription S($id: String!) { stationStatusChanged(stationId: $id) { connectorId status } }"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def _wait_healthy(http_port: int, proc: trio.Process, log: Path) -> None:
-    async with httpx.AsyncClient() as http:
-        with trio.fail_after(30):
-            while True:
-                assert proc.returncode is None, log.read_text()
-                try:
-                    if (await http.get(f"http://127.0.0.1:{http_port}/healthz")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                await trio.sleep(0.05)
 
 
 async def _status_changes(ws: WsClient, op_id: str, want: dict[int, str]) -> None:
@@ -57,19 +32,16 @@ async def _status_changes(ws: WsClient, op_id: str, want: dict[int, str]) -> Non
 
 
 async def test_subscriptions_see_changes_made_by_the_other_process(node: Node, db_url: str, tmp_path: Path) -> None:
-    ocpp_port, http_port = _free_port(), _free_port()
+    ocpp_port, http_port = free_port(), free_port()
     env = dict(os.environ, CSMS_DATABASE_URL=db_url, CSMS_OCPP_PORT=str(ocpp_port), CSMS_HTTP_PORT=str(http_port),
                CSMS_DB_POOL_SIZE="3", CSMS_JWT_PRIVATE_KEY_FILE=str(TEST_JWT_KEY), CSMS_SHUTDOWN_GRACE="3")
     log = tmp_path / "other-csms.log"
-    with log.open("wb") as out:
-        proc = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "csms.cli", "--log-level", "WARNING", "serve"], env=env,
-            stdout=subprocess.DEVNULL, stderr=out,
-        )
+    proc = await start_csms(env, ocpp_port, log=log)
     try:
-        await _wait_healthy(http_port, proc, log)
-        await add_station(node, "NODE-A")
-        await add_station(node, "NODE-B")
+        await wait_healthy(proc, http_port, log)
+        for station_id in ("NODE-A", "NODE-B"):
+            await add_station(node, station_id)
+            await node.db.run(on_the_map, station_id)
         other_ws = f"ws://127.0.0.1:{http_port}/graphql"
         this_ws = node.graphql_url.replace("http://", "ws://")
         async with WsClient.connect(other_ws) as on_other, WsClient.connect(this_ws) as on_this:
@@ -89,11 +61,5 @@ async def test_subscriptions_see_changes_made_by_the_other_process(node: Node, d
                 await cp.send_status(1, "Faulted")
                 await _status_changes(on_this, "b", {1: "Faulted"})
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            with trio.move_on_after(15):
-                await proc.wait()
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+        await stop(proc)
     assert proc.returncode == 0, log.read_text()

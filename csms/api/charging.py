@@ -12,13 +12,14 @@ Error codes (``extensions.code``): ``BAD_USER_INPUT``, ``LIMIT_OUT_OF_RANGE``, `
 
 from __future__ import annotations
 
-from datetime import UTC, datetime  # datetime is also read by strawberry at runtime
+from datetime import datetime  # noqa: TC003 (strawberry resolves annotations at runtime)
 from typing import TYPE_CHECKING
 
 import strawberry
 from strawberry import Info
 
 from csms.api.access import LOGGED_IN, OWNER
+from csms.api.auth_errors import account_errors
 from csms.api.context import ApiContext  # noqa: TC001 (strawberry reads resolver annotations at runtime)
 from csms.api.errors import ApiError, BadUserInput, DomainError, Forbidden, NotFound, Unauthenticated
 from csms.api.idempotency_keys import idempotency_key
@@ -29,6 +30,7 @@ from csms.api.session_types import (
     decode_session_cursor,
     may_see_session,
 )
+from csms.api.types import DEFAULT_PAGE, as_utc, check_page_size
 from csms.services.sessions import Caller, SessionError, SessionService, StartRequest
 from csms.store import session_views as views
 from csms.store.sessions import STATUSES
@@ -36,7 +38,6 @@ from csms.store.sessions import STATUSES
 if TYPE_CHECKING:
     from csms.api.context import Principal
 
-DEFAULT_PAGE = 20
 _PLAIN_ERRORS: dict[str, type[ApiError]] = {
     "BAD_USER_INPUT": BadUserInput, "NOT_FOUND": NotFound, "FORBIDDEN": Forbidden,
     "UNAUTHENTICATED": Unauthenticated,
@@ -81,19 +82,13 @@ def _idempotency_key(info: Info[ApiContext, None]) -> str | None:
     return idempotency_key(info.context)  # read like every money-moving mutation's
 
 
-def _page_size(first: int | None) -> int:
-    size = DEFAULT_PAGE if first is None else first
-    if not 1 <= size <= views.MAX_PAGE:
-        raise BadUserInput(f"first must be between 1 and {views.MAX_PAGE}.")
-    return size
-
-
 async def resolve_start_charging(info: Info[ApiContext, None], input: StartChargingInput) -> ChargingSession:
     """Place the hold and ask the charger to start (see ``SessionService.start``)."""
     principal = info.context.require()
     request = StartRequest(input.station_id, input.connector_id, input.limit_tyiyn, input.energy_wh)
     try:
-        view = await _service(info).start(_caller(principal), request, _idempotency_key(info))
+        with account_errors():  # ACCOUNT_BLOCKED, ACCOUNT_PENDING_DELETION
+            view = await _service(info).start(_caller(principal), request, _idempotency_key(info))
     except SessionError as exc:
         raise _api_error(exc) from None
     return ChargingSession.from_view(view)
@@ -123,7 +118,7 @@ async def resolve_my_sessions(info: Info[ApiContext, None], first: int | None = 
     principal = info.context.require()
     if principal.user_id is None:
         raise Forbidden("Only user accounts have sessions of their own.")
-    size = _page_size(first)
+    size = check_page_size(first)
     cursor = decode_session_cursor(after) if after is not None else None
     page = await info.context.db.run(views.list_sessions, views.SessionFilter(user_id=principal.user_id), size,
                                      cursor)
@@ -144,7 +139,7 @@ async def resolve_sessions(info: Info[ApiContext, None], filter: SessionFilter |
         raise BadUserInput(f"status must be one of {', '.join(STATUSES)}.")
     if f.station_id is not None and not 1 <= len(f.station_id) <= 50:
         raise BadUserInput("stationId must be 1-50 characters.")
-    size = _page_size(first)
+    size = check_page_size(first)
     cursor = decode_session_cursor(after) if after is not None else None
     where = views.SessionFilter(owner_id=owner_id, station_id=f.station_id, status=f.status,
                                 created_from=_utc(f.from_), created_to=_utc(f.to))
@@ -153,10 +148,7 @@ async def resolve_sessions(info: Info[ApiContext, None], filter: SessionFilter |
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    # A time without an offset means UTC (the API's times are all UTC).
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
+    return None if value is None else as_utc(value)
 
 
 @strawberry.type

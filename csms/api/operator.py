@@ -12,11 +12,8 @@ from strawberry import Info
 from csms.api.access import ADMIN
 from csms.api.catalog_types import Station, actor_of, build
 from csms.api.context import ApiContext  # noqa: TC001 (strawberry reads resolver annotations at runtime)
-from csms.api.errors import BadUserInput
-from csms.api.types import MeterValue, TransactionConnection, decode_cursor
+from csms.api.types import DEFAULT_PAGE, MeterValue, TransactionConnection, check_page_size, decode_cursor
 from csms.store import views
-
-DEFAULT_PAGE = 20
 
 
 # Resolvers are plain typed functions passed as resolver=: strawberry's decorator form is untyped.
@@ -33,12 +30,9 @@ async def resolve_transactions(
     after: str | None = None,
 ) -> TransactionConnection:
     """A page of transactions; arguments are checked here so the client gets BAD_USER_INPUT."""
-    if first is None:
-        first = DEFAULT_PAGE
-    if not 1 <= first <= views.MAX_PAGE:
-        raise BadUserInput(f"first must be between 1 and {views.MAX_PAGE}.")
+    size = check_page_size(first)
     after_id = decode_cursor(after) if after is not None else None
-    page = await info.context.db.run(views.list_transactions, station_id, first, after_id)
+    page = await info.context.db.run(views.list_transactions, station_id, size, after_id)
     return TransactionConnection.from_page(page)
 
 

@@ -98,12 +98,23 @@ def _station_id(station_id: str) -> str:
     return station_id
 
 
+async def _check_station_visible(info: Info[ApiContext, None], station_id: str) -> None:
+    """NOT_FOUND for a station the caller may not see: as in the ``station`` query, a station that is
+    not on the map yet (it has no location) is visible to admins only."""
+    principal = info.context.principal
+    if principal is not None and principal.is_admin:
+        return
+    if not await info.context.db.run(views.station_listed, station_id):
+        raise NotFound("No such station.")
+
+
 # Resolvers are plain typed functions passed as resolver=: strawberry's decorator form is untyped.
 async def station_status_changed(
     info: Info[ApiContext, None], station_id: str
 ) -> AsyncGenerator[StationStatusChange, None]:
     """The current status of each connector, then every change (NOT_FOUND for an unknown station)."""
     hub, db, station_id = _hub(info), info.context.db, _station_id(station_id)
+    await _check_station_visible(info, station_id)
     sent: dict[int, tuple[str, str]] = {}
 
     async def current(seq: int) -> list[views.ConnectorStatus] | None:
@@ -136,6 +147,7 @@ async def station_connection_changed(
 ) -> AsyncGenerator[StationConnectionChange, None]:
     """Whether the station is connected now, then every change (NOT_FOUND for an unknown station)."""
     hub, db, station_id = _hub(info), info.context.db, _station_id(station_id)
+    await _check_station_visible(info, station_id)
 
     async def current(seq: int) -> bool | None:
         return await hub.load("connected", station_id, seq, lambda: db.run(views.station_connected, station_id))
@@ -214,12 +226,14 @@ class LiveSubscription:
     station_status_changed = strawberry.subscription(
         resolver=station_status_changed,
         permission_classes=PUBLIC,
-        description="A station's connector statuses: first the current one of each connector, then every change.",
+        description="A station's connector statuses: first the current one of each connector, then every change. "
+        "Stations without a location are visible to admins only.",
     )
     station_connection_changed = strawberry.subscription(
         resolver=station_connection_changed,
         permission_classes=PUBLIC,
-        description="Whether a station is connected to csms: first now, then every change.",
+        description="Whether a station is connected to csms: first now, then every change. Stations without a "
+        "location are visible to admins only.",
     )
     session_updated = strawberry.subscription(
         resolver=session_updated,

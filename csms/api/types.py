@@ -1,4 +1,5 @@
-"""GraphQL object types of the operator API (transactions, meter values), built from the store's read views.
+"""GraphQL object types of the operator API (transactions, meter values), built from the store's read views,
+and what every paged list shares: ``PageInfo``, the ``first`` argument's check, client times in UTC.
 
 The catalog types (Location, Station, Connector, Tariff) are in ``catalog_types.py``.
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-from datetime import datetime  # noqa: TC003  (strawberry resolves annotations at runtime)
+from datetime import UTC, datetime  # datetime is also read by strawberry at runtime
 from typing import TYPE_CHECKING, Any
 
 import strawberry
@@ -23,6 +24,8 @@ from csms.api.scalars import Long  # noqa: TC001 (energy in Wh is 64-bit)
 if TYPE_CHECKING:
     from csms.store import views
 
+DEFAULT_PAGE = 20
+MAX_PAGE = 100  # the store's list functions return at most this many rows
 _CURSOR_TAG = "tx:"
 # transactions.id is a 32-bit integer (the OCPP transactionId).
 _MAX_TRANSACTION_ID = 2**31 - 1
@@ -57,6 +60,20 @@ class Transaction:
 class TransactionEdge:
     node: Transaction
     cursor: str = strawberry.field(description="Pass as `after` to get the transactions that follow.")
+
+
+def check_page_size(first: int | None) -> int:
+    """``first`` or the default page size; BAD_USER_INPUT outside 1..100."""
+    if first is None:
+        return DEFAULT_PAGE
+    if not 1 <= first <= MAX_PAGE:
+        raise BadUserInput(f"first must be between 1 and {MAX_PAGE}.")
+    return first
+
+
+def as_utc(moment: datetime) -> datetime:
+    """A client's time in UTC (a time without offset is taken as UTC)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 @strawberry.type

@@ -22,12 +22,11 @@ from csms.api.context import ApiContext, Role
 from csms.api.errors import BadUserInput, DomainError, Forbidden, NotFound
 from csms.api.idempotency_keys import idempotency_key
 from csms.api.scalars import Long  # noqa: TC001
+from csms.api.types import as_utc, check_page_size
 from csms.api.wallet_types import (
     AuditLogConnection,
     OwnerRevenue,
     WalletEntryConnection,
-    as_utc,
-    check_page_size,
     decode_audit_cursor,
     decode_history_cursor,
     wallet_fields,
@@ -35,6 +34,7 @@ from csms.api.wallet_types import (
 from csms.services import ledger as service
 from csms.store import audit
 from csms.store import ledger as ledger_store
+from csms.store.users import user_exists
 
 if TYPE_CHECKING:
     from csms.store.db import Conn
@@ -126,7 +126,7 @@ async def resolve_audit_log(info: Info[ApiContext, None], first: int | None = 20
 
 
 def _revenue(conn: Conn, owner_id: str, start: datetime, end: datetime) -> tuple[int, int] | None:
-    if conn.execute("SELECT 1 FROM users WHERE id = %s", (owner_id,)).fetchone() is None:
+    if not user_exists(conn, owner_id):
         return None
     return service.owner_revenue(conn, owner_id, start, end)
 

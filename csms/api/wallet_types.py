@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import strawberry
@@ -24,8 +24,6 @@ if TYPE_CHECKING:
     from csms.store.audit import AuditPage
     from csms.store.ledger import Balance, HistoryEntry, HistoryPage
 
-DEFAULT_PAGE = 20
-MAX_PAGE = 100
 _HISTORY_TAG = "wh:"
 _AUDIT_TAG = "al:"
 
@@ -141,15 +139,6 @@ class OwnerRevenue:
     sessions: int = strawberry.field(description="How many charging sessions were settled to it in the period.")
 
 
-def check_page_size(first: int | None) -> int:
-    """``first`` or the default page size; BAD_USER_INPUT outside 1..100."""
-    if first is None:
-        return DEFAULT_PAGE
-    if not 1 <= first <= MAX_PAGE:
-        raise BadUserInput(f"first must be between 1 and {MAX_PAGE}.")
-    return first
-
-
 def _encode(text: str) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode("ascii")
 
@@ -187,11 +176,6 @@ def decode_audit_cursor(cursor: str) -> int:
     if not digits.isdigit() or not 0 < int(digits) < 2**63:
         raise BadUserInput("Malformed cursor.")
     return int(digits)
-
-
-def as_utc(moment: datetime) -> datetime:
-    """A client's time in UTC (a time without offset is taken as UTC)."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def wallet_fields(balance: Balance) -> dict[str, int]:

@@ -25,6 +25,7 @@ import trio
 from csms.services import catalog_input as check
 from csms.services.catalog_input import CatalogError, Conflict, InvalidInput, NotAllowed, NotFound
 from csms.services.stations import hash_password, verify_password
+from csms.store import audit
 from csms.store import catalog as store
 
 if TYPE_CHECKING:
@@ -57,6 +58,12 @@ class Actor:
 def _foreign(actor: Actor, *owners: str | None) -> bool:
     """An admin acting on something someone else owns (before or after the change)."""
     return actor.is_admin and any(o is not None and o != actor.user_id for o in owners)
+
+
+def _audit(conn: Conn, actor: Actor, action: str, target: str, detail: dict[str, Any]) -> None:
+    """Record an admin's change to someone else's object (no secrets in ``detail``)."""
+    audit.record(conn, actor_kind=actor.audit[0], actor_id=actor.audit[1], action=action, target=target,
+                 detail=detail)
 
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
@@ -134,7 +141,7 @@ async def create_location(db: Database, actor: Actor, *, name: str, address: str
                 return existing.id
             raise Conflict("A location with this name exists.")
         if _foreign(actor, values["owner_id"]):
-            store.audit(conn, actor.audit, "location.create", f"location:{new_id}", _jsonable(values))
+            _audit(conn, actor, "location.create", f"location:{new_id}", _jsonable(values))
         return new_id
 
     return await db.run(write)
@@ -171,7 +178,7 @@ async def update_location(db: Database, actor: Actor, location_id: str, changes:
         except store.Duplicate:
             raise Conflict("A location with this name exists.") from None
         if _foreign(actor, location.owner_id, diff.get("owner_id")):
-            store.audit(conn, actor.audit, "location.update", f"location:{location_id}", _jsonable(diff))
+            _audit(conn, actor, "location.update", f"location:{location_id}", _jsonable(diff))
 
     await db.run(write)
 
@@ -212,7 +219,7 @@ async def create_station(db: Database, actor: Actor, *, station_id: str, connect
         if _foreign(actor, owner):
             detail = {"location_id": location, "connector_count": count, "tariff_id": tariff,
                       "password_set": hashed is not None}
-            store.audit(conn, actor.audit, "station.create", f"station:{station_id}", detail)
+            _audit(conn, actor, "station.create", f"station:{station_id}", detail)
 
     await db.run(write)
 
@@ -265,7 +272,7 @@ async def update_station(db: Database, actor: Actor, station_id: str, changes: d
         if new_owner != owner and store.uses_foreign_tariffs(conn, [station_id], new_owner):
             raise InvalidInput("The station or its connectors use tariffs of its current owner: change them first.")
         if _foreign(actor, owner, new_owner):
-            store.audit(conn, actor.audit, "station.update", f"station:{station_id}", diff)
+            _audit(conn, actor, "station.update", f"station:{station_id}", diff)
 
     await db.run(write)
 
@@ -296,8 +303,8 @@ async def assign_tariff(db: Database, actor: Actor, station_id: str, connector_i
                 return
             store.set_connector_tariff(conn, station_id, connector_id, tariff)
         if _foreign(actor, owner):
-            store.audit(conn, actor.audit, "tariff.assign", f"station:{station_id}",
-                        {"connector_id": connector_id, "tariff_id": tariff})
+            _audit(conn, actor, "tariff.assign", f"station:{station_id}",
+                   {"connector_id": connector_id, "tariff_id": tariff})
 
     await db.run(write)
 
@@ -329,9 +336,9 @@ async def create_tariff(db: Database, actor: Actor, *, name: str, price_per_kwh_
             raise Conflict("A tariff with this name exists.")
         new_id = store.insert_tariff(conn, owner, clean_name, per_kwh, per_session)
         if _foreign(actor, owner):
-            store.audit(conn, actor.audit, "tariff.create", f"tariff:{new_id}",
-                        {"owner_id": owner, "name": clean_name, "price_per_kwh_tyiyn": per_kwh,
-                         "session_fee_tyiyn": per_session})
+            _audit(conn, actor, "tariff.create", f"tariff:{new_id}",
+                   {"owner_id": owner, "name": clean_name, "price_per_kwh_tyiyn": per_kwh,
+                    "session_fee_tyiyn": per_session})
         return new_id
 
     return await db.run(write)
@@ -372,6 +379,6 @@ async def update_tariff(db: Database, actor: Actor, tariff_id: str, changes: dic
             return
         store.update_tariff(conn, tariff_id, diff)
         if _foreign(actor, tariff.owner_id, diff.get("owner_id")):
-            store.audit(conn, actor.audit, "tariff.update", f"tariff:{tariff_id}", diff)
+            _audit(conn, actor, "tariff.update", f"tariff:{tariff_id}", diff)
 
     await db.run(write)

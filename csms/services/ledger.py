@@ -20,6 +20,8 @@ from csms.services.tariffs import Price, energy_cost
 from csms.store import audit, events, ledger_integrity
 from csms.store import ledger as store
 from csms.store.ledger import ADJUSTMENTS, Balance, InsufficientFunds
+from csms.store.sessions import OPEN_STATUSES
+from csms.store.users import user_exists
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -47,7 +49,7 @@ MAX_REASON_CHARS = 500
 MAX_KEY_CHARS = 200
 # A report lists at most this many problems; the rest are counted.
 MAX_PROBLEMS = 1000
-ACTIVE_STATUSES = frozenset({"requested", "accepted", "charging", "stopping"})
+ACTIVE_STATUSES = frozenset(OPEN_STATUSES)
 
 
 class InvalidAdjustment(ValueError):
@@ -123,7 +125,7 @@ def adjust_balance(conn: Conn, *, actor_kind: str, actor_id: str, user_id: str, 
         TransferIdConflict: ``transfer_id`` already names a different transfer.
     """
     cleaned = _validate_adjustment(user_id, amount_tyiyn, reason)
-    if conn.execute("SELECT 1 FROM users WHERE id = %s", (user_id,)).fetchone() is None:
+    if not user_exists(conn, user_id):
         raise UnknownUser(user_id)
     wallet = store.user_account(conn, user_id)
     adjustments = store.system_account(conn, ADJUSTMENTS)
@@ -150,7 +152,7 @@ def adjust_balance(conn: Conn, *, actor_kind: str, actor_id: str, user_id: str, 
 
 def wallet_balance(conn: Conn, user_id: str) -> Balance | None:
     """A user's wallet totals (all zero if they never had a wallet), or None if there is no such user."""
-    if conn.execute("SELECT 1 FROM users WHERE id = %s", (user_id,)).fetchone() is None:
+    if not user_exists(conn, user_id):
         return None
     account = store.find_user_account(conn, user_id)
     return store.balance(conn, account) if account is not None else Balance(0, 0, 0, 0, 0)

@@ -70,13 +70,9 @@ def limit_reached(row: SessionRow, energy_wh: int) -> bool:
     return energy_cost(energy_wh, price_of(row)) >= row.hold_tyiyn
 
 
-def _notify(conn: Conn, row: SessionRow, status: str) -> None:
-    notify(conn, "session", session_id=row.id, user_id=row.user_id, station_id=row.station_id, status=status)
-
-
 def notify_session(conn: Conn, row: SessionRow, status: str) -> None:
     """Publish a session change (delivered when the caller's transaction commits)."""
-    _notify(conn, row, status)
+    notify(conn, "session", session_id=row.id, user_id=row.user_id, station_id=row.station_id, status=status)
 
 
 def fail(conn: Conn, row: SessionRow, reason: str) -> bool:
@@ -93,7 +89,7 @@ def fail(conn: Conn, row: SessionRow, reason: str) -> bool:
     store.update_session(conn, row.id, status="failed", failure_reason=reason, charged_tyiyn=0,
                          settled_by="failed", ended_at=_now(conn))
     store.expire_id_tag(conn, row.id_tag)
-    _notify(conn, row, "failed")
+    notify_session(conn, row, "failed")
     notify(conn, "balance", user_id=row.user_id)
     return True
 
@@ -136,7 +132,7 @@ def settle(conn: Conn, row: SessionRow, meter_stop_wh: int, ended_at: datetime, 
                          cost_tyiyn=charged, charged_tyiyn=charged, ended_at=ended_at,
                          stop_reason=row.stop_reason or reason, settled_by=settled_by)
     store.expire_id_tag(conn, row.id_tag)
-    _notify(conn, row, "completed")
+    notify_session(conn, row, "completed")
     notify(conn, "balance", user_id=row.user_id)
     owner = store.owner_of_account(conn, row.revenue_account_id)
     if owner is not None:
@@ -163,7 +159,7 @@ def link_start(conn: Conn, row: SessionRow, station_id: str, connector_id: int, 
     store.update_session(conn, row.id, status="charging", transaction_id=transaction_id,
                          meter_start_wh=meter_start_wh, meter_last_wh=meter_start_wh, started_at=started_at,
                          cost_tyiyn=min(energy_cost(0, price_of(row)), row.hold_tyiyn))
-    _notify(conn, row, "charging")
+    notify_session(conn, row, "charging")
     return True
 
 
@@ -196,7 +192,7 @@ def apply_reading(conn: Conn, row: SessionRow, reading: Reading) -> bool:
     if not fields:
         return False
     store.update_session(conn, row.id, **fields)
-    _notify(conn, row, "stopping" if stop else row.status)
+    notify_session(conn, row, "stopping" if stop else row.status)
     return stop
 
 
@@ -205,7 +201,7 @@ def request_stop(conn: Conn, row: SessionRow, reason: str) -> bool:
     if row.status != "charging":
         return False
     store.update_session(conn, row.id, status="stopping", stop_requested_at=_now(conn), stop_reason=reason)
-    _notify(conn, row, "stopping")
+    notify_session(conn, row, "stopping")
     return True
 
 

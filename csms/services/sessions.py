@@ -9,7 +9,9 @@ voided in full. The charger's StartTransaction, MeterValues and StopTransaction 
 (``csms.services.reapers``).
 
 Refusals are :class:`SessionError` with the API's error code; the API layer turns them into GraphQL
-errors (services never import the API).
+errors (services never import the API). Whether the driver's account may pay is the accounts
+service's rule (:func:`csms.services.accounts.ensure_can_transact`): its ``AccountBlocked`` and
+``AccountPendingDeletion`` pass through unchanged for the API's ``account_errors`` to report.
 """
 
 from __future__ import annotations
@@ -24,13 +26,13 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import trio
 
-from csms.services import idempotency
+from csms.services import accounts, idempotency
 from csms.services import session_billing as billing
 from csms.services.clock import utcnow
 from csms.services.commands import ChargerOffline, ChargerTimeout, CommandError
 from csms.services.session_tracker import StopRequest, send_remote_stop
 from csms.services.tariffs import Price, energy_cost
-from csms.store import ledger
+from csms.store import catalog, ledger
 from csms.store import session_views as views
 from csms.store import sessions as store
 from csms.store.events import notify
@@ -114,6 +116,8 @@ class SessionService:
 
         Raises:
             SessionError: a refusal, with its code (nothing was changed).
+            accounts.AccountBlocked, accounts.AccountPendingDeletion: the driver may not pay (nothing
+                was changed).
         """
         request.validate()
         if caller.user_id is None:
@@ -182,13 +186,12 @@ def _claim(conn: Conn, caller: Caller, operation: str, key: str | None, fp: byte
 
 
 def _check_account(conn: Conn, user_id: str) -> None:
-    status = store.lock_user_status(conn, user_id)
-    if status is None:
-        raise SessionError("UNAUTHENTICATED", "The account no longer exists.")
-    if status == "blocked":
-        raise SessionError("ACCOUNT_BLOCKED", "This account is blocked.")
-    if status == "pending_deletion":
-        raise SessionError("ACCOUNT_PENDING_DELETION", "This account is being deleted.")
+    """The accounts service's rule, share-locking the user until the starting transaction ends."""
+    try:
+        accounts.ensure_can_transact(conn, user_id)
+    except accounts.UnknownAccount:
+        # The caller's token names a user that is gone: its credential no longer stands for anyone.
+        raise SessionError("UNAUTHENTICATED", "The account no longer exists.") from None
 
 
 def _hold_amount(request: StartRequest, price: Price) -> int:
@@ -209,20 +212,22 @@ def _open_session(conn: Conn, caller: Caller, request: StartRequest, session_id:
         return str(stored["session_id"]), False
     assert caller.user_id is not None
     _check_account(conn, caller.user_id)
-    target = store.start_target(conn, request.station_id, request.connector_id)
-    if target is None:
+    exists, status = store.connector_status(conn, request.station_id, request.connector_id)
+    if not exists:
         raise SessionError("NOT_FOUND", "No such station.")
     if not connected:
         raise SessionError("STATION_OFFLINE", "The station is not connected.")
-    if target.connector_status not in STARTABLE or store.connector_busy(conn, request.station_id,
-                                                                         request.connector_id):
+    if status not in STARTABLE or store.connector_busy(conn, request.station_id, request.connector_id):
         raise SessionError("CONNECTOR_UNAVAILABLE", "The connector is not available.")
-    if target.tariff_id is None or target.price_per_kwh_tyiyn is None:
+    # Price and payee follow the catalog's rules, which live in one place each.
+    tariff = catalog.effective_tariff(conn, request.station_id, request.connector_id)
+    if tariff is None:
         raise SessionError("NO_TARIFF", "The connector has no tariff.")
-    price = Price(target.price_per_kwh_tyiyn, target.session_fee_tyiyn or 0)
+    owner_id = catalog.station_owner(conn, request.station_id)
+    price = Price(tariff.price_per_kwh_tyiyn, tariff.session_fee_tyiyn)
     hold = _hold_amount(request, price)
     wallet = ledger.user_account(conn, caller.user_id)
-    revenue = (ledger.user_account(conn, target.owner_id, "owner_revenue") if target.owner_id
+    revenue = (ledger.user_account(conn, owner_id, "owner_revenue") if owner_id
                else ledger.system_account(conn, ledger.OPERATOR_REVENUE))
     hold_id = billing.hold_transfer_id(session_id)
     try:
@@ -235,7 +240,7 @@ def _open_session(conn: Conn, caller: Caller, request: StartRequest, session_id:
         with conn.transaction():
             store.insert_session(conn, session_id=session_id, user_id=caller.user_id, station_id=request.station_id,
                                  connector_id=request.connector_id, id_tag=tag, limit_tyiyn=request.limit_tyiyn,
-                                 energy_limit_wh=request.energy_wh, tariff_id=target.tariff_id,
+                                 energy_limit_wh=request.energy_wh, tariff_id=tariff.tariff_id,
                                  price_per_kwh_tyiyn=price.per_kwh_tyiyn, session_fee_tyiyn=price.session_fee_tyiyn,
                                  hold_tyiyn=hold, hold_transfer_id=hold_id, revenue_account_id=revenue)
     except psycopg.errors.UniqueViolation as exc:

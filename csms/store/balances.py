@@ -6,9 +6,10 @@ creates an account, so watching a balance writes nothing.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from csms.store.views import is_uuid
 
 if TYPE_CHECKING:
     from csms.store.db import Conn
@@ -24,9 +25,7 @@ class WalletTotals:
 
 def wallet_totals(conn: Conn, user_id: str) -> WalletTotals:
     """A user's wallet totals (zero when the user has no wallet yet, or the id is not a UUID)."""
-    try:
-        uuid.UUID(user_id)
-    except ValueError:
+    if not is_uuid(user_id):
         return WalletTotals(0, 0)
     row = conn.execute(
         """SELECT credits_posted - debits_posted - debits_pending, debits_pending FROM ledger_accounts

@@ -2,7 +2,7 @@
 
 Reads for the API are in ``csms.store.views``; this module holds the writes, the row locks the
 business rules (``csms.services.catalog``) take before deciding, and two lookups other services use:
-:func:`effective_tariff` and :func:`station_owner`.
+:func:`effective_tariff` and :func:`station_owner`. The audit log has its own module (``csms.store.audit``).
 
 Lock order, to stay deadlock-free: station rows, then location rows, then tariff rows.
 
@@ -12,11 +12,12 @@ Every function runs inside the caller's transaction (call them through ``Databas
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import psycopg
 from psycopg import sql
-from psycopg.types.json import Jsonb
+
+from csms.store.sessions import OPEN_STATUSES_SQL
 
 if TYPE_CHECKING:
     from decimal import Decimal
@@ -27,8 +28,6 @@ if TYPE_CHECKING:
 LOCATION_COLUMNS = frozenset({"name", "address", "city", "latitude", "longitude", "owner_id"})
 STATION_COLUMNS = frozenset({"location_id", "connector_count", "tariff_id"})
 TARIFF_COLUMNS = frozenset({"name", "price_per_kwh_tyiyn", "session_fee_tyiyn", "owner_id"})
-# Sessions in these states hold a connector (charging_sessions_active_connector).
-_ACTIVE_SESSION = "('requested', 'accepted', 'charging', 'stopping')"
 
 
 class Duplicate(Exception):
@@ -187,7 +186,7 @@ def connectors_in_use(conn: Conn, station_id: str, above: int) -> list[int]:
             WHERE station_id = %(s)s AND connector_id > %(n)s AND stopped_at IS NULL
             UNION
             SELECT connector_id FROM charging_sessions
-            WHERE station_id = %(s)s AND connector_id > %(n)s AND status IN {_ACTIVE_SESSION}
+            WHERE station_id = %(s)s AND connector_id > %(n)s AND status IN {OPEN_STATUSES_SQL}
             ORDER BY 1""",
         {"s": station_id, "n": above},
     ).fetchall()
@@ -291,7 +290,7 @@ def uses_foreign_tariffs(conn: Conn, station_ids: list[str], owner_id: str | Non
     return bool(row and row[0])
 
 
-# --- users and the audit log
+# --- users
 
 def is_owner_user(conn: Conn, user_id: str) -> bool:
     """Whether ``user_id`` is a user with the owner role (who may own locations and tariffs)."""
@@ -299,17 +298,17 @@ def is_owner_user(conn: Conn, user_id: str) -> bool:
     return bool(row and row[0])
 
 
-def audit(conn: Conn, actor: tuple[str, str], action: str, target: str, detail: dict[str, Any]) -> None:
-    """Append to ``audit_log``: who (``(actor_kind, actor_id)``) did what to what. No secrets in ``detail``."""
-    conn.execute(
-        "INSERT INTO audit_log (actor_kind, actor_id, action, target, detail) VALUES (%s, %s, %s, %s, %s)",
-        (actor[0], actor[1], action, target, Jsonb(detail)),
-    )
-
-
 # --- lookups for other services
 
-def effective_tariff(conn: Conn, station_id: str, connector_id: int) -> tuple[str, int, int] | None:
+class EffectiveTariff(NamedTuple):
+    """The tariff that applies to one connector."""
+
+    tariff_id: str
+    price_per_kwh_tyiyn: int
+    session_fee_tyiyn: int
+
+
+def effective_tariff(conn: Conn, station_id: str, connector_id: int) -> EffectiveTariff | None:
     """``(tariff_id, price_per_kwh_tyiyn, session_fee_tyiyn)`` that applies to one connector, or None.
 
     The connector's own tariff wins, else the station's. None when neither has one, the station is
@@ -326,7 +325,7 @@ def effective_tariff(conn: Conn, station_id: str, connector_id: int) -> tuple[st
            WHERE s.id = %s""",
         (connector_id, station_id),
     ).fetchone()
-    return (str(row[0]), int(row[1]), int(row[2])) if row else None
+    return EffectiveTariff(str(row[0]), int(row[1]), int(row[2])) if row else None
 
 
 def station_owner(conn: Conn, station_id: str) -> str | None:

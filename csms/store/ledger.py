@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import psycopg
 from psycopg.types.json import Jsonb
 
+from csms.store.balances import wallet_totals
+
 if TYPE_CHECKING:
     from datetime import datetime
 
@@ -129,12 +131,7 @@ def find_user_account(conn: Conn, user_id: str, kind: AccountKind = "wallet") ->
 
 def wallet_available(conn: Conn, user_id: str) -> int:
     """A user's spendable balance in tyiyn (0 when the user has no wallet yet)."""
-    row = conn.execute(
-        """SELECT credits_posted - debits_posted - debits_pending FROM ledger_accounts
-           WHERE kind = 'wallet' AND user_id = %s""",
-        (user_id,),
-    ).fetchone()
-    return int(row[0]) if row else 0
+    return wallet_totals(conn, user_id).available_tyiyn
 
 
 def _insert(conn: Conn, transfer_id: str, kind: str, debit: int, credit: int, amount: int,

@@ -6,9 +6,10 @@ to what clients see.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from csms.store.views import is_uuid
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -56,9 +57,7 @@ SESSION_FROM = """charging_sessions s JOIN stations st ON st.id = s.station_id
 
 def get_session(conn: Conn, session_id: str) -> SessionView | None:
     """One session by id (None if unknown or not a UUID)."""
-    try:
-        uuid.UUID(session_id)
-    except ValueError:
+    if not is_uuid(session_id):
         return None
     row = conn.execute(f"SELECT {SESSION_COLUMNS} FROM {SESSION_FROM} WHERE s.id = %s", (session_id,)).fetchone()
     return SessionView(*row) if row else None

@@ -10,9 +10,10 @@ committer).
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from csms.store.views import is_uuid
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -21,18 +22,9 @@ if TYPE_CHECKING:
 
 OPEN_STATUSES = ("requested", "accepted", "charging", "stopping")
 STATUSES = (*OPEN_STATUSES, "completed", "failed")
-
-
-@dataclass(frozen=True, slots=True)
-class StartTarget:
-    """What starting a session on a connector needs to know (read in the starting transaction)."""
-
-    station_id: str
-    owner_id: str | None
-    connector_status: str | None  # None: the charger never reported this connector
-    tariff_id: str | None
-    price_per_kwh_tyiyn: int | None
-    session_fee_tyiyn: int | None
+# As an SQL list, written out so the planner can use the partial indexes of migration 0004 (their
+# predicate is this very list; a bound array parameter would hide it).
+OPEN_STATUSES_SQL = "(" + ", ".join(f"'{status}'" for status in OPEN_STATUSES) + ")"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,46 +63,22 @@ _UPDATABLE = frozenset({
 })
 
 
-def is_uuid(value: str) -> bool:
-    """Whether ``value`` is a UUID (session ids are; anything else names no session)."""
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
-
-
-def lock_user_status(conn: Conn, user_id: str) -> str | None:
-    """The user's account status, share-locked so a concurrent block waits for this transaction."""
-    row = conn.execute("SELECT status FROM users WHERE id = %s FOR SHARE", (user_id,)).fetchone()
-    return str(row[0]) if row else None
-
-
-def start_target(conn: Conn, station_id: str, connector_id: int) -> StartTarget | None:
-    """The station (None if unknown), its location's owner, the connector's status and effective tariff.
-
-    The effective tariff is the connector's own, else the station's.
-    """
+def connector_status(conn: Conn, station_id: str, connector_id: int) -> tuple[bool, str | None]:
+    """Whether the station exists, and the connector's last reported status (None: never reported)."""
     row = conn.execute(
-        """SELECT st.id, l.owner_id::text, c.status, t.id::text, t.price_per_kwh_tyiyn, t.session_fee_tyiyn
-           FROM stations st
-           LEFT JOIN locations l ON l.id = st.location_id
+        """SELECT c.status FROM stations st
            LEFT JOIN connectors c ON c.station_id = st.id AND c.connector_id = %s
-           LEFT JOIN tariffs t ON t.id = coalesce(c.tariff_id, st.tariff_id)
            WHERE st.id = %s""",
         (connector_id, station_id),
     ).fetchone()
-    if row is None:
-        return None
-    return StartTarget(row[0], row[1], row[2], row[3],
-                       None if row[4] is None else int(row[4]), None if row[5] is None else int(row[5]))
+    return (False, None) if row is None else (True, row[0])
 
 
 def connector_busy(conn: Conn, station_id: str, connector_id: int) -> bool:
     """Whether a session is already active on the connector (the unique index is the final guard)."""
     row = conn.execute(
-        """SELECT 1 FROM charging_sessions WHERE station_id = %s AND connector_id = %s
-           AND status IN ('requested', 'accepted', 'charging', 'stopping')""",
+        f"""SELECT 1 FROM charging_sessions WHERE station_id = %s AND connector_id = %s
+            AND status IN {OPEN_STATUSES_SQL}""",
         (station_id, connector_id),
     ).fetchone()
     return row is not None

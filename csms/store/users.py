@@ -12,6 +12,8 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from csms.store import audit
+
 if TYPE_CHECKING:
     from datetime import datetime
 
@@ -67,6 +69,11 @@ def get_user(conn: Conn, user_id: str) -> User | None:
     return User(*row) if row else None
 
 
+def user_exists(conn: Conn, user_id: str) -> bool:
+    """Whether a user has this id (``user_id`` must be a UUID)."""
+    return conn.execute("SELECT 1 FROM users WHERE id = %s", (user_id,)).fetchone() is not None
+
+
 def find_for_login(conn: Conn, *, phone: str | None = None, email: str | None = None) -> tuple[User, str | None] | None:
     """The user with this phone (exact, E.164) or email (case-insensitive), and their password hash."""
     if phone is not None:
@@ -113,11 +120,8 @@ def set_status(conn: Conn, user_id: str, status: UserStatus, *, actor: tuple[str
                WHERE id = %(id)s""",
             {"s": status, "id": user_id},
         )
-        conn.execute(
-            """INSERT INTO audit_log (actor_kind, actor_id, action, target, detail)
-               VALUES (%s, %s, 'user.set_status', %s, jsonb_build_object('from', %s::text, 'to', %s::text))""",
-            (actor[0], actor[1], f"user:{user_id}", before[0], status),
-        )
+        audit.record(conn, actor_kind=actor[0], actor_id=actor[1], action="user.set_status",
+                     target=f"user:{user_id}", detail={"from": before[0], "to": status})
     return get_user(conn, user_id)
 
 

@@ -347,6 +347,12 @@ class ConnectorStatus:
     updated_at: datetime
 
 
+def station_listed(conn: Conn, station_id: str) -> bool:
+    """Whether the station exists and is on the public map (it has a location)."""
+    row = conn.execute("SELECT location_id IS NOT NULL FROM stations WHERE id = %s", (station_id,)).fetchone()
+    return bool(row and row[0])
+
+
 def station_statuses(conn: Conn, station_id: str) -> list[ConnectorStatus] | None:
     """The live status of a station's connectors, or None if there is no such station."""
     if conn.execute("SELECT 1 FROM stations WHERE id = %s", (station_id,)).fetchone() is None:

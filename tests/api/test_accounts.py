@@ -16,6 +16,7 @@ from csms.store import ledger
 from tests.api.auth_support import LOGIN, ME, PASSWORD, REGISTER, post, register, start_auth_api
 from tests.api.conftest import error_codes
 from tests.conftest import TEST_SIGNER
+from tests.ledger_check import assert_ledger_clean
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -125,6 +126,7 @@ async def test_me_shows_the_wallet_balance_as_long(client: httpx.AsyncClient, db
     await db.run(top_up)
     _, body = await post(client, ME, headers=bearer(payload["accessToken"]))
     assert body["data"]["me"]["balanceTyiyn"] == big
+    await assert_ledger_clean(db)
 
 
 async def test_me_is_for_logged_in_callers_only(client: httpx.AsyncClient, token: str) -> None:

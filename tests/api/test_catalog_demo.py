@@ -13,6 +13,7 @@ from csms.services.stations import verify_password
 from csms.store.catalog import effective_tariff
 from tests.api.catalog_setup import catalog_rows, ok
 from tests.conftest import TEST_SIGNER
+from tests.ledger_check import assert_ledger_clean
 
 if TYPE_CHECKING:
     import httpx
@@ -64,6 +65,7 @@ async def test_seed_is_idempotent_and_gives_the_owner_a_priced_location(
     assert all(s["tariff"]["isOperatorTariff"] for s in hub["stations"])
     [public] = await ok(client, "Map")
     assert {c["tariff"]["pricePerKwhTyiyn"] for s in public["stations"] for c in s["connectors"]} == {1200}
+    await assert_ledger_clean(db)  # the demo driver's credit
 
 
 async def test_seed_keeps_manual_changes_and_takes_the_password_from_the_environment(db: Database) -> None:
@@ -85,6 +87,7 @@ async def test_seed_keeps_manual_changes_and_takes_the_password_from_the_environ
     before = await db.run(everything)
     await demo.seed(db, owner_password="second-demo-password")  # same password: nothing to change
     assert await db.run(everything) == before
+    await assert_ledger_clean(db)
 
 
 def test_seed_demo_is_refused_in_production(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

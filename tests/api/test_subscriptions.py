@@ -12,8 +12,9 @@ from csms.store import ledger
 from csms.store.events import CHANNEL, notify
 from csms.store.users import create_user
 from csms.supervisor import Csms, Ready
-from tests.api.ws_client import LiveApi, WsClient, error_codes, start_live_api, wait_until
+from tests.api.ws_client import LiveApi, WsClient, error_codes, on_the_map, start_live_api, wait_until
 from tests.conftest import add_station, charger, make_user, node_settings
+from tests.ledger_check import assert_ledger_clean
 
 if TYPE_CHECKING:
     from csms.store.db import Conn, Database
@@ -39,6 +40,7 @@ async def api(db: Database, nursery: trio.Nursery) -> LiveApi:
 
 async def test_station_status_from_a_simulated_charger(node: Node) -> None:
     await add_station(node, "LIVE-1")
+    await node.db.run(on_the_map, "LIVE-1")
     ws_url = node.graphql_url.replace("http://", "ws://")
     async with WsClient.connect(ws_url) as ws:
         await ws.init()  # anonymous: station status is public
@@ -65,6 +67,7 @@ async def test_station_status_starts_with_the_current_state(api: LiveApi, db: Da
 
 async def test_station_connection_changes(node: Node) -> None:
     await add_station(node, "LIVE-3")
+    await node.db.run(on_the_map, "LIVE-3")
     assert node.csms.stations is not None
     ws_url = node.graphql_url.replace("http://", "ws://")
     async with WsClient.connect(ws_url) as ws:
@@ -100,6 +103,7 @@ async def test_unknown_station_is_not_found(api: LiveApi, query: str) -> None:
 
 def _station_with_connectors(conn: Conn, station_id: str, statuses: dict[int, str]) -> None:
     conn.execute("INSERT INTO stations (id) VALUES (%s)", (station_id,))
+    on_the_map(conn, station_id)
     for connector, value in statuses.items():
         conn.execute("INSERT INTO connectors (station_id, connector_id, status) VALUES (%s, %s, %s)",
                      (station_id, connector, value))
@@ -147,6 +151,7 @@ async def test_session_updated_follows_the_session(api: LiveApi, db: Database) -
             await db.run(_meter, session_id, energy, energy * 1500 // 1000)
             update = (await ws.next_data("s"))["sessionUpdated"]
             assert (update["energyWh"], update["costTyiyn"]) == (energy, energy * 3 // 2)
+    await assert_ledger_clean(db)
 
 
 async def test_session_access(api: LiveApi, db: Database, token: str) -> None:
@@ -174,6 +179,7 @@ async def test_session_access(api: LiveApi, db: Database, token: str) -> None:
             else:
                 assert message["type"] == "error" and error_codes(message) == codes, (payload, sid, message)
     await wait_until(lambda: api.hub.subscriber_count == 0)
+    await assert_ledger_clean(db)
 
 
 # -- balances ------------------------------------------------------------------------------------
@@ -189,11 +195,15 @@ async def test_balance_changed(api: LiveApi, db: Database) -> None:
         assert await ws.next_data("b") == {"balanceChanged": {"availableTyiyn": 15_000, "heldTyiyn": 5_000}}
 
         def settle(conn: Conn) -> None:
-            ledger.post(conn, "post-1", "hold-1", 1_234)
+            # Billed as the session engine would: 1,000 Wh at 15 som per kWh.
+            ledger.post(conn, "post-1", "hold-1", 1_500)
+            conn.execute("""UPDATE charging_sessions SET status = 'completed', energy_wh = 1000, cost_tyiyn = 1500,
+                                charged_tyiyn = 1500 WHERE hold_transfer_id = 'hold-1'""")
             notify(conn, "balance", user_id=user_id)
 
         await db.run(settle)
-        assert await ws.next_data("b") == {"balanceChanged": {"availableTyiyn": 18_766, "heldTyiyn": 0}}
+        assert await ws.next_data("b") == {"balanceChanged": {"availableTyiyn": 18_500, "heldTyiyn": 0}}
+    await assert_ledger_clean(db)
 
 
 async def test_balance_needs_a_user(api: LiveApi, token: str) -> None:
@@ -217,6 +227,7 @@ async def test_balance_of_one_user_is_not_sent_to_another(api: LiveApi, db: Data
         with trio.move_on_after(0.2) as quiet:
             pytest.fail(f"user A was sent {await ws.receive_json()}")
         assert quiet.cancelled_caught
+    await assert_ledger_clean(db)
 
 
 async def test_lost_listen_connection_resends_what_changed(api: LiveApi, db: Database) -> None:
@@ -244,6 +255,7 @@ async def test_lost_listen_connection_resends_what_changed(api: LiveApi, db: Dat
         assert resent["st"]["stationStatusChanged"]["status"] == "Faulted"
         assert resent["se"]["sessionUpdated"]["energyWh"] == 777
         assert api.hub.reconnects == 1
+    await assert_ledger_clean(db)
 
 
 # -- fan-out ---------------------------------------------------------------------------------------
@@ -323,6 +335,8 @@ async def test_stopping_csms_closes_subscriptions_without_waiting_for_the_grace(
         csms = Csms(settings)
         ready: Ready = await nursery.start(csms.run)
         await csms.add_station("BYE-1")
+        assert csms.db is not None
+        await csms.db.run(on_the_map, "BYE-1")
         async with WsClient.connect(f"ws://127.0.0.1:{ready.http_port}/graphql") as ws:
             await ws.init()
             await ws.subscribe("c", CONNECTION, {"id": "BYE-1"})

@@ -79,6 +79,7 @@ async def test_an_admin_user_adjusts_as_themself(client: httpx.AsyncClient, db: 
     log = await call(client, "AuditLog", token=admin_token)
     node = log["data"]["auditLog"]["edges"][0]["node"]
     assert (node["actorKind"], node["actorId"]) == ("user", admin)
+    await assert_ledger_clean(db)
 
 
 async def test_an_idempotency_key_makes_a_retry_harmless(client: httpx.AsyncClient, db: Database,

@@ -14,7 +14,7 @@ from csms.config import ConfigError, Settings
 from csms.services.events import EventHub
 from csms.store.db import open_database
 from csms.store.events import notify
-from tests.api.ws_client import LiveApi, WsClient, error_codes, start_live_api, wait_until
+from tests.api.ws_client import LiveApi, WsClient, error_codes, on_the_map, start_live_api, wait_until
 from tests.conftest import TEST_SIGNER, make_user
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ async def api(db: Database, nursery: trio.Nursery) -> LiveApi:
     def seed(conn: Conn) -> None:
         conn.execute("INSERT INTO stations (id) VALUES ('WS-1')")
         conn.execute("INSERT INTO connectors (station_id, connector_id, status) VALUES ('WS-1', 1, 'Available')")
+        on_the_map(conn, "WS-1")
 
     await db.run(seed)
     return await start_live_api(db, nursery, ws_init_timeout_s=0.3, ws_max_operations=3)

@@ -31,7 +31,7 @@ from tests.conftest import TEST_SIGNER
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from csms.store.db import Database
+    from csms.store.db import Conn, Database
 
 PROTOCOL = "graphql-transport-ws"
 
@@ -206,6 +206,13 @@ async def start_live_api(db: Database, nursery: trio.Nursery, **overrides: Any) 
     services = ApiServices(db=db, settings=settings, signer=TEST_SIGNER, events=hub)
     binds: list[str] = await nursery.start(serve_api, create_app(services), settings)
     return LiveApi(binds[0], hub, settings)
+
+
+def on_the_map(conn: Conn, station_id: str) -> None:
+    """Put a station in a location of its own: anyone may watch it then (unlisted ones: admins only)."""
+    conn.execute("INSERT INTO locations (name) VALUES (%s) ON CONFLICT (name) DO NOTHING", (f"Map {station_id}",))
+    conn.execute("UPDATE stations SET location_id = (SELECT id FROM locations WHERE name = %s) WHERE id = %s",
+                 (f"Map {station_id}", station_id))
 
 
 async def wait_until(predicate: Any, timeout: float = 5.0) -> None:

@@ -72,6 +72,7 @@ async def test_who_sees_a_session(snode: Node, api: httpx.AsyncClient) -> None:
         assert await session(api, token, s["id"]) is None
     assert codes(await gql(api, "query($id: ID!) { session(id: $id) { id } }", {"id": s["id"]})) == [
         "UNAUTHENTICATED"]
+    await assert_ledger_clean(snode.db)
 
 
 async def _page(api: httpx.AsyncClient, query: str, token: str, **variables: Any) -> dict[str, Any]:
@@ -123,3 +124,4 @@ async def test_lists_are_newest_first_with_cursors_and_scoped(snode: Node, api: 
     assert codes(await gql(api, MY, {"first": 0}, token=driver)) == ["BAD_USER_INPUT"]
     assert codes(await gql(api, MY, {"after": "garbage"}, token=driver)) == ["BAD_USER_INPUT"]
     assert codes(await gql(api, MY, {}, token=admin_key)) == ["FORBIDDEN"]
+    await assert_ledger_clean(snode.db)

@@ -22,7 +22,7 @@ from tests.charging.support import (
 )
 from tests.conftest import TEST_JWT_KEY, charger, make_user
 from tests.ledger_check import assert_ledger_clean
-from tests.test_restart import _free_port, _start_csms
+from tests.processes import free_port, start_csms, stop, wait_healthy
 
 if TYPE_CHECKING:
     from csms.store.db import Database
@@ -62,17 +62,10 @@ async def session_row(db: Database) -> tuple[object, ...]:
 
 
 async def _start(env: dict[str, str], ocpp_port: int, http_port: int) -> trio.Process:
-    """Start csms and wait until its API answers too (it starts after the OCPP listener)."""
-    proc = await _start_csms(env, ocpp_port)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=2) as client:
-        with trio.fail_after(30):
-            while True:
-                try:
-                    if (await client.get("/healthz")).status_code == 200:
-                        return proc
-                except httpx.TransportError:
-                    pass
-                await trio.sleep(0.05)
+    """Start csms and wait until its API answers too."""
+    proc = await start_csms(env, ocpp_port)
+    await wait_healthy(proc, http_port)
+    return proc
 
 
 async def test_stop_replayed_after_a_sigkill_restart_bills_once(db: Database, db_url: str) -> None:
@@ -82,7 +75,7 @@ async def test_stop_replayed_after_a_sigkill_restart_bills_once(db: Database, db
                       UPDATE stations SET tariff_id = (SELECT id FROM t) WHERE id = 'KILL-S1' RETURNING id""")
     driver_id, token = await make_user(db)
     await credit(db, driver_id, 100_000)
-    ocpp_port, http_port = _free_port(), _free_port()
+    ocpp_port, http_port = free_port(), free_port()
     env = dict(os.environ, CSMS_DATABASE_URL=db_url, CSMS_OCPP_PORT=str(ocpp_port), CSMS_HTTP_PORT=str(http_port),
                CSMS_DB_POOL_SIZE="3", CSMS_JWT_PRIVATE_KEY_FILE=str(TEST_JWT_KEY), CSMS_REAPER_INTERVAL="0.2")
     proc = await _start(env, ocpp_port, http_port)
@@ -117,13 +110,7 @@ async def test_stop_replayed_after_a_sigkill_restart_bills_once(db: Database, db
                         await trio.sleep(0.1)
             nursery.cancel_scope.cancel()
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            with trio.move_on_after(15):
-                await proc.wait()
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+        await stop(proc)
     [(energy,)] = await rows(db, "SELECT energy_wh FROM transactions")
     cost = energy_cost(energy, Price(700))
     assert done["chargedTyiyn"] == cost

@@ -186,6 +186,7 @@ async def test_wallet_reads_and_owner_revenue(db: Database) -> None:
         3_100, 0)
     assert await db.run(service.owner_revenue, owner, now + timedelta(hours=1), now + timedelta(hours=2)) == (0, 0)
     assert await db.run(service.owner_revenue, newcomer, now - timedelta(hours=1), now) == (0, 0)
+    await assert_ledger_clean(db)
 
 
 async def test_concurrent_retries_of_one_adjustment_apply_once(db_url: str, db: Database) -> None:

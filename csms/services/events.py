@@ -32,6 +32,7 @@ import psycopg
 import trio
 from psycopg import sql
 
+from csms.services.metrics import LiveMetrics, counter, gauge, received_at
 from csms.store.events import CHANNEL
 
 if TYPE_CHECKING:
@@ -166,6 +167,7 @@ class EventHub:
         self._subscribers: dict[tuple[str, str], set[Subscription]] = {}
         self._loads: OrderedDict[tuple[str, str], _Load] = OrderedDict()
         self._max_loads = max_shared_loads
+        self.metrics = LiveMetrics()  # how old events are on arrival and on delivery (GET /metrics)
 
     # -- subscribers -----------------------------------------------------------------------------
 
@@ -229,7 +231,18 @@ class EventHub:
         except (ValueError, TypeError, KeyError):
             log.warning("events: ignoring a malformed notification (%d bytes)", len(payload))
             return
+        self.metrics.event_arrived(received_at(data))
         self.publish(str(topic), data)
+
+    def render_metrics(self) -> list[str]:
+        """This hub's figures in the Prometheus text format (served by ``GET /metrics``)."""
+        return [
+            *gauge("csms_live_subscriptions", "Open subscriptions to change events.", self.subscriber_count),
+            *counter("csms_events_received_total", "Change notifications read from PostgreSQL.", self.received),
+            *counter("csms_events_listen_reconnects_total", "Times the LISTEN connection was reopened.",
+                     self.reconnects),
+            *self.metrics.render(),
+        ]
 
     # -- shared reads ----------------------------------------------------------------------------
 

@@ -70,8 +70,11 @@ def limit_reached(row: SessionRow, energy_wh: int) -> bool:
     return energy_cost(energy_wh, price_of(row)) >= row.hold_tyiyn
 
 
-def _notify(conn: Conn, row: SessionRow, status: str) -> None:
-    notify(conn, "session", session_id=row.id, user_id=row.user_id, station_id=row.station_id, status=status)
+def _notify(conn: Conn, row: SessionRow, status: str, received_at: datetime | None = None) -> None:
+    # received_us: when the charger message behind the change arrived, for the live-latency metrics.
+    stamp = {"received_us": int(received_at.timestamp() * 1_000_000)} if received_at is not None else {}
+    notify(conn, "session", session_id=row.id, user_id=row.user_id, station_id=row.station_id, status=status,
+           **stamp)
 
 
 def notify_session(conn: Conn, row: SessionRow, status: str) -> None:
@@ -167,12 +170,13 @@ def link_start(conn: Conn, row: SessionRow, station_id: str, connector_id: int, 
     return True
 
 
-def apply_reading(conn: Conn, row: SessionRow, reading: Reading) -> bool:
+def apply_reading(conn: Conn, row: SessionRow, reading: Reading, received_at: datetime | None = None) -> bool:
     """Update live energy, power, SoC and cost from a MeterValues; switch to ``stopping`` at the limit.
 
     Energy only grows (a replayed older message cannot lower it) and power/SoC only move forward in the
     charger's time. Returns True when this reading reached the limit: the caller sends RemoteStop, once,
-    because only this transition from ``charging`` returns True.
+    because only this transition from ``charging`` returns True. ``received_at`` (when csms received
+    the MeterValues) travels in the change event, for the live-latency metrics.
     """
     if row.status not in ("charging", "stopping") or row.meter_start_wh is None:
         return False
@@ -196,7 +200,7 @@ def apply_reading(conn: Conn, row: SessionRow, reading: Reading) -> bool:
     if not fields:
         return False
     store.update_session(conn, row.id, **fields)
-    _notify(conn, row, "stopping" if stop else row.status)
+    _notify(conn, row, "stopping" if stop else row.status, received_at)
     return stop
 
 

@@ -226,8 +226,9 @@ async def stop_sessions(api: BenchApi, loads: list[Load]) -> int:
         try:
             await api.stop_charging(load.token, load.session_id)
             assert load.cp is not None
-            with trio.fail_after(15):
-                while load.cp.connectors[1].transaction_id is not None:
+            connector = load.cp.connectors[1]
+            with trio.fail_after(15):  # Finishing comes once the StopTransaction was answered (and billed)
+                while connector.transaction_id is not None or connector.status not in ("Finishing", "Available"):
                     await trio.sleep(0.05)
         except (ApiError, httpx.HTTPError, trio.TooSlowError) as exc:
             failures += 1

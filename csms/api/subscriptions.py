@@ -25,7 +25,9 @@ from csms.api.context import ApiContext  # noqa: TC001
 from csms.api.errors import BadUserInput, Forbidden, NotFound
 from csms.api.scalars import Long  # noqa: TC001
 from csms.api.session_types import ChargingSession, may_see_session
+from csms.api.ws_fanout import share
 from csms.services.clock import utcnow
+from csms.services.metrics import received_at
 from csms.store import views
 from csms.store.balances import WalletTotals, wallet_totals
 from csms.store.session_views import SessionView, get_session
@@ -168,22 +170,30 @@ async def session_updated(info: Info[ApiContext, None], id: strawberry.ID) -> As
     except ValueError:
         raise NotFound("No such charging session.") from None
 
-    async def current(seq: int) -> SessionView | None:
-        return await hub.load("session", session_id, seq, lambda: db.run(get_session, session_id))
+    async def current(seq: int, data: Mapping[str, Any]) -> tuple[SessionView, ChargingSession] | None:
+        async def read() -> tuple[SessionView, ChargingSession] | None:
+            view = await db.run(get_session, session_id)
+            if view is None:
+                return None
+            # Built inside the shared read: every subscriber of this read yields this very object, so
+            # the update is executed and encoded once for all of them (ws_fanout).
+            return view, share(ChargingSession.from_view(view), received_at=received_at(data))
+
+        return await hub.load("session", session_id, seq, read)
 
     with hub.subscribe(("session", session_id)) as sub:
-        view = await current(sub.start_seq)
-        if view is None:
+        loaded = await current(sub.start_seq, {})
+        if loaded is None:
             raise NotFound("No such charging session.")
-        if not may_see_session(principal, view):
+        if not may_see_session(principal, loaded[0]):
             raise Forbidden("This charging session is not yours.")
-        last = view
-        yield ChargingSession.from_view(view)
+        last = loaded[0]
+        yield loaded[1]
         async for event in sub:
-            view = await current(event.seq)
-            if view is not None and view != last:  # coalesced or repeated events may show nothing new
-                last = view
-                yield ChargingSession.from_view(view)
+            loaded = await current(event.seq, event.data)
+            if loaded is not None and loaded[0] != last:  # coalesced or repeated events may show nothing new
+                last = loaded[0]
+                yield loaded[1]
 
 
 async def balance_changed(info: Info[ApiContext, None]) -> AsyncGenerator[WalletBalance, None]:

@@ -27,6 +27,7 @@ import trio
 from quart import websocket as current_websocket
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 
+from csms.api import ws_fanout
 from csms.api import ws_protocol as proto
 from csms.api.context import ApiContext
 from csms.api.errors import ApiError
@@ -197,7 +198,12 @@ class GraphQLWebSocket:
                           request_headers=dict(self._headers), client_ip=self.ws.remote_addr or "")
 
     async def _operation(self, msg: proto.Subscribe, scope: trio.CancelScope) -> None:
-        """Run one operation: ``next`` per result, then ``complete``; or one ``error``."""
+        """Run one operation: ``next`` per result, then ``complete``; or one ``error``.
+
+        A result shared by many subscribers (``ws_fanout``) is encoded once; its age is recorded in
+        the live-latency metrics once it is on this socket.
+        """
+        metrics = self.services.events.metrics if self.services.events is not None else None
         try:
             with scope:
                 stream = await self.schema.stream(msg.query, variable_values=msg.variables,
@@ -211,7 +217,10 @@ class GraphQLWebSocket:
                             # subscription that cannot start or stopped with an error): it ends here.
                             await self.ws.send(proto.error_message(msg.id, result.errors))
                             return
-                        await self.ws.send(proto.next_message(msg.id, result))
+                        text, received_at = ws_fanout.next_message(msg.id, result)
+                        await self.ws.send(text)
+                        if metrics is not None:
+                            metrics.update_sent(received_at)
                 await self.ws.send(proto.complete_message(msg.id))
         except Exception:
             # A bug or a broken socket: never let it escape into the connection's nursery.

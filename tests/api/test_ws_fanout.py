@@ -1,0 +1,125 @@
+"""Many subscribers of one change: one GraphQL execution and one JSON encoding, the same bytes for all."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+import trio
+
+from csms.api import ws_fanout
+from csms.api.context import ApiContext, ApiServices, Principal
+from csms.api.schema import schema
+from csms.config import Settings
+from csms.services.events import EventHub
+from csms.store.events import notify
+from tests.api.test_subscriptions import _meter, _session
+from tests.api.ws_client import LiveApi, WsClient, start_live_api, wait_until
+from tests.conftest import TEST_SIGNER, make_user
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator
+
+    from csms.store.db import Conn, Database
+
+SESSION = "subscription S($id: ID!) { sessionUpdated(id: $id) { id status energyWh costTyiyn } }"
+SESSION_SMALL = "subscription T($id: ID!) { sessionUpdated(id: $id) { energyWh } }"
+
+
+@pytest.fixture
+async def api(db: Database, nursery: trio.Nursery) -> LiveApi:
+    return await start_live_api(db, nursery)
+
+
+async def _stream(hub: EventHub, db: Database, user_id: str, query: str, session_id: str) -> AsyncGenerator[Any, None]:
+    services = ApiServices(db=db, settings=Settings(), signer=TEST_SIGNER, events=hub)
+    context = ApiContext(db=db, principal=Principal.from_user(user_id, "driver"), services=services)
+    stream: AsyncGenerator[Any, None] = await schema.subscribe(query, {"id": session_id}, context_value=context)
+    return stream
+
+
+async def test_subscribers_of_one_change_share_its_execution_and_encoding(db: Database) -> None:
+    user_id, _ = await make_user(db)
+    session_id = await db.run(_session, user_id, None)
+    hub = EventHub(None)  # fed by publish(): the schema and the hub are real, only LISTEN is left out
+    same = [await _stream(hub, db, user_id, SESSION, session_id) for _ in range(3)]
+    other = await _stream(hub, db, user_id, SESSION_SMALL, session_id)
+    for stream in [*same, other]:
+        assert (await stream.__anext__()).data is not None  # the current state
+    await db.run(_meter, session_id, 2000, 3000)
+    hub.publish("session", {"session_id": session_id, "received_us": int(time.time() * 1e6)})
+    results = [await stream.__anext__() for stream in same]
+    small = await other.__anext__()
+
+    assert results[0].data == {"sessionUpdated": {"id": session_id, "status": "charging", "energyWh": 2000,
+                                                  "costTyiyn": 3000}}
+    # The very same result object: the update was executed once for the three of them...
+    assert results[0].data is results[1].data is results[2].data
+    event = ws_fanout.shared_event(results[0])
+    assert event is not None and event.received_at is not None
+    # ...and encoded once: the messages differ only in their operation id.
+    messages = [ws_fanout.next_message(f"op-{i}", r) for i, r in enumerate(results)]
+    payloads = {json.dumps(json.loads(text)["payload"]) for text, _ in messages}
+    assert len(payloads) == 1 and [json.loads(text)["id"] for text, _ in messages] == ["op-0", "op-1", "op-2"]
+    assert all(stamp == event.received_at for _, stamp in messages)
+    # Another document over the same event is executed on its own, with its own selection.
+    assert small.data == {"sessionUpdated": {"energyWh": 2000}}
+    assert ws_fanout.shared_event(small) is event and small.data is not results[0].data
+    for stream in [*same, other]:
+        await stream.aclose()
+
+
+async def test_a_result_with_errors_is_sent_as_is(db: Database) -> None:
+    hub = EventHub(None)
+    user_id, _ = await make_user(db)
+    stream = await _stream(hub, db, user_id, SESSION, "00000000-0000-4000-8000-000000000000")
+    result = await stream.__anext__()
+    assert result.errors and ws_fanout.shared_event(result) is None
+    await stream.aclose()
+
+
+async def test_every_socket_gets_the_same_bytes_and_the_latency_is_recorded(api: LiveApi, db: Database) -> None:
+    user_id, access = await make_user(db)
+    session_id = await db.run(_session, user_id, None)
+    clients = 20
+    async with trio.open_nursery() as nursery:
+        sockets: list[WsClient] = []
+
+        async def connect(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            async with WsClient.connect(api.ws_url) as ws:
+                sockets.append(ws)
+                await ws.init({"token": access})
+                await ws.subscribe(f"s{len(sockets)}", SESSION, {"id": session_id})
+                await ws.receive_json()  # the current state
+                task_status.started()
+                await trio.sleep_forever()
+
+        for _ in range(clients):
+            await nursery.start(connect)
+        received_us = int(time.time() * 1e6)
+
+        def change(conn: Conn) -> None:
+            row = conn.execute("UPDATE charging_sessions SET energy_wh = 4000, cost_tyiyn = 6000 WHERE id = %s "
+                               "RETURNING user_id::text, station_id", (session_id,)).fetchone()
+            assert row is not None
+            notify(conn, "session", session_id=session_id, user_id=row[0], station_id=row[1], status="charging",
+                   received_us=received_us)
+
+        await db.run(change)
+        messages = [json.loads(await ws.receive()) for ws in sockets]
+        nursery.cancel_scope.cancel()
+    assert {json.dumps(m["payload"]) for m in messages} == {json.dumps(
+        {"data": {"sessionUpdated": {"id": session_id, "status": "charging", "energyWh": 4000, "costTyiyn": 6000}}},
+    )}
+    # One notification arrived stamped; each of the 20 sockets recorded its update's age once.
+    metrics = api.hub.metrics
+    await wait_until(lambda: metrics.delivery.count == clients)
+    assert metrics.notify.count == 1
+    assert 0 <= metrics.delivery.sum / clients < 5
+    async with httpx.AsyncClient(base_url=api.url) as http:
+        page = (await http.get("/metrics")).text
+    assert f"csms_live_event_latency_seconds_count {clients}" in page
+    assert "csms_live_notify_latency_seconds_count 1" in page

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncGenerator  # noqa: TC003 (strawberry resolves annotations at runtime)
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -25,17 +26,18 @@ from csms.api.context import ApiContext  # noqa: TC001
 from csms.api.errors import BadUserInput, Forbidden, NotFound
 from csms.api.scalars import Long  # noqa: TC001
 from csms.api.session_types import ChargingSession, may_see_session
-from csms.api.ws_fanout import share
+from csms.api.ws_fanout import direct_delivery, share
 from csms.services.clock import utcnow
 from csms.services.metrics import received_at
 from csms.store import views
 from csms.store.balances import WalletTotals, wallet_totals
-from csms.store.session_views import SessionView, get_session
+from csms.store.session_events import apply_state, read_session, state_version
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from csms.services.events import EventHub
+    from csms.services.events import Event, EventHub
+    from csms.store.session_views import SessionView
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,38 @@ class WalletBalance:
     def from_totals(cls, totals: WalletTotals) -> WalletBalance:
         """From the store's totals."""
         return cls(available_tyiyn=totals.available_tyiyn, held_tyiyn=totals.held_tyiyn)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionUpdate:
+    """A session's state as one subscriber has it: the view, its version, and the value to yield."""
+
+    view: SessionView
+    version: int  # the database clock of the state (csms.store.session_events)
+    shared: ChargingSession  # one object for every subscriber of the same change (ws_fanout.share)
+
+    @classmethod
+    def of(cls, view: SessionView, version: int, stamp: float | None) -> SessionUpdate:
+        """From a read (``version``: when it started) or an event's state."""
+        return cls(view, version, share(ChargingSession.from_view(view), received_at=stamp))
+
+    @classmethod
+    def from_event(cls, event: Event, last: SessionUpdate) -> SessionUpdate | None:
+        """The state an event carries, if it is newer than ``last``; else None (read it instead).
+
+        Built once per event for all its subscribers (``Event.memo``): the fields an event does not
+        carry never change after a session is created, so any subscriber's ``last`` supplies them.
+        """
+        version = state_version(event.data)
+        if event.resync or version is None or version <= last.version:
+            return None
+        update: SessionUpdate | None = event.memo.get("session")
+        if update is None:
+            view = apply_state(last.view, event.data)
+            if view is None:
+                return None
+            update = event.memo["session"] = cls.of(view, version, received_at(event.data))
+        return update
 
 
 def _hub(info: Info[ApiContext, None]) -> EventHub:
@@ -165,35 +199,41 @@ async def session_updated(info: Info[ApiContext, None], id: strawberry.ID) -> As
     """The session now, then after every change; NOT_FOUND if unknown, FORBIDDEN if not the caller's."""
     hub, db = _hub(info), info.context.db
     principal = info.context.require()
+    direct = direct_delivery(info.context.extra)  # on our WebSocket: updates go straight to the socket
     try:
         session_id = str(uuid.UUID(str(id)))
     except ValueError:
         raise NotFound("No such charging session.") from None
 
-    async def current(seq: int, data: Mapping[str, Any]) -> tuple[SessionView, ChargingSession] | None:
-        async def read() -> tuple[SessionView, ChargingSession] | None:
-            view = await db.run(get_session, session_id)
-            if view is None:
+    async def current(seq: int, data: Mapping[str, Any]) -> SessionUpdate | None:
+        async def read() -> SessionUpdate | None:
+            found = await db.run(read_session, session_id)
+            if found is None:
                 return None
             # Built inside the shared read: every subscriber of this read yields this very object, so
             # the update is executed and encoded once for all of them (ws_fanout).
-            return view, share(ChargingSession.from_view(view), received_at=received_at(data))
+            return SessionUpdate.of(found[1], found[0], received_at(data))
 
         return await hub.load("session", session_id, seq, read)
 
     with hub.subscribe(("session", session_id)) as sub:
-        loaded = await current(sub.start_seq, {})
-        if loaded is None:
+        update = await current(sub.start_seq, {})
+        if update is None:
             raise NotFound("No such charging session.")
-        if not may_see_session(principal, loaded[0]):
+        if not may_see_session(principal, update.view):
             raise Forbidden("This charging session is not yours.")
-        last = loaded[0]
-        yield loaded[1]
+        last = update
+        yield update.shared
         async for event in sub:
-            loaded = await current(event.seq, event.data)
-            if loaded is not None and loaded[0] != last:  # coalesced or repeated events may show nothing new
-                last = loaded[0]
-                yield loaded[1]
+            # Most events carry the new state (no read); one that may be older than what the client
+            # has (see csms.store.session_events) or has none is answered by a (shared) read.
+            update = SessionUpdate.from_event(event, last) or await current(event.seq, event.data)
+            if update is None:
+                continue
+            changed = update.view != last.view  # coalesced or repeated events may show nothing new
+            last = update
+            if changed and (direct is None or not await direct.deliver(update.shared)):
+                yield update.shared
 
 
 async def balance_changed(info: Info[ApiContext, None]) -> AsyncGenerator[WalletBalance, None]:

@@ -204,10 +204,12 @@ class GraphQLWebSocket:
         the live-latency metrics once it is on this socket.
         """
         metrics = self.services.events.metrics if self.services.events is not None else None
+        context = self._context()
+        context.extra[ws_fanout.DIRECT_DELIVERY] = ws_fanout.DirectDelivery(msg.id, self._send_update, metrics)
         try:
             with scope:
                 stream = await self.schema.stream(msg.query, variable_values=msg.variables,
-                                                  context_value=self._context(), operation_name=msg.operation_name)
+                                                  context_value=context, operation_name=msg.operation_name)
                 async with aclosing(stream):
                     async for result in stream:
                         if not isinstance(result, ExecutionResult):  # incremental delivery is not enabled
@@ -229,6 +231,18 @@ class GraphQLWebSocket:
         finally:
             if self.operations.get(msg.id) is scope:
                 del self.operations[msg.id]
+
+    async def _send_update(self, text: str) -> None:
+        """Send an update a subscription resolver delivers directly (``ws_fanout.DirectDelivery``).
+
+        A broken socket closes the connection, which cancels the resolver; the error must not reach
+        it, or strawberry would try to report it as a GraphQL error on that very socket.
+        """
+        try:
+            await self.ws.send(text)
+        except Exception:
+            log.exception("GraphQL WebSocket send failed")
+            await self.close(Close.INTERNAL_ERROR, "Internal error")
 
     async def _close_when_stopping(self, stopping: trio.Event) -> None:
         await stopping.wait()

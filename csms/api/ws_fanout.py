@@ -13,31 +13,45 @@ subscriber's socket gets the same bytes:
   execution result on it, keyed by the operation's source text, operation name and variables. The
   next subscriber with the same document and variables gets that result without executing anything.
 - :func:`next_message` encodes a result's ``next`` message, reusing the JSON of a shared result.
+- On the WebSocket, :class:`DirectDelivery` goes one step further: the subscription resolver hands it
+  each shared update, and it puts the shared bytes on the socket itself. strawberry's per-result steps
+  (the result-stream wrappers, the extensions' result hooks, a per-event executor copy), which cost
+  more than the execution they wrap, are skipped for updates; the first result, errors, and any update
+  that cannot be shared still take the usual way (the resolver yields them).
 
 Sharing is opt-in and only sound for values whose GraphQL fields do not depend on who asks
 (``ChargingSession``, station statuses, balances): the subscription resolver has already checked that
 the subscriber may see the object, and nothing in the result differs between subscribers. A result
-with errors is never shared; neither is one whose resolvers are asynchronous.
+with errors is never shared, nor sent directly: it is yielded, so that the schema's extensions (error
+masking) process it as usual.
 """
 
 from __future__ import annotations
 
 import json
 import weakref
+from inspect import isawaitable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from csms.api import ws_protocol as proto
 from graphql import ExecutionResult as GraphQLExecutionResult
+from graphql import OperationType
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from graphql.pyutils import AwaitableOrValue
     from strawberry.types import ExecutionResult
+
+    from csms.services.metrics import LiveMetrics
 
 
 T = TypeVar("T")
 ShareKey = tuple[str, str | None, str]
+# Where a WebSocket operation's context (ApiContext.extra) carries its DirectDelivery.
+DIRECT_DELIVERY = "csms.ws_fanout.direct"
 
 
 class SharedEvent:
@@ -94,11 +108,65 @@ def next_message(op_id: str, result: ExecutionResult) -> tuple[str, float | None
     return proto.next_message_with_payload(op_id, event.payload_json(result.data)), event.received_at
 
 
+class DirectDelivery:
+    """Puts shared updates of one subscription straight on its WebSocket (see the module docstring).
+
+    Args:
+        op_id: the operation's id in the ``graphql-transport-ws`` protocol.
+        send: sends one text message on the socket (it handles a broken socket itself).
+        metrics: where the age of each update sent is recorded.
+    """
+
+    def __init__(self, op_id: str, send: Callable[[str], Awaitable[None]], metrics: LiveMetrics | None) -> None:
+        self.op_id = op_id
+        self._send = send
+        self._metrics = metrics
+        self.executor: SharingExecutor | None = None  # the operation's executor, once it exists
+
+    async def deliver(self, value: object) -> bool:
+        """Send ``value`` (from :func:`share`) if it can be sent directly; False: yield it instead."""
+        executor = self.executor
+        if not isinstance(value, SharedEvent) or executor is None:
+            return False
+        result = executor.result_for(value)
+        if isawaitable(result):
+            result = await result
+        if not isinstance(result, GraphQLExecutionResult) or result.errors or not isinstance(result.data, dict):
+            return False
+        await self._send(proto.next_message_with_payload(self.op_id, value.payload_json(result.data)))
+        if self._metrics is not None:
+            self._metrics.update_sent(value.received_at)
+        return True
+
+
+def direct_delivery(extra: dict[str, object]) -> DirectDelivery | None:
+    """The :class:`DirectDelivery` of a context's ``extra``: present on WebSocket subscriptions only."""
+    direct = extra.get(DIRECT_DELIVERY)
+    return direct if isinstance(direct, DirectDelivery) else None
+
+
 class SharingExecutor(StrawberryGraphQLCoreExecutionContext):
     """strawberry's graphql-core executor, executing a :class:`SharedEvent` once per document."""
 
     _shared: SharedEvent | None = None
     _share_key: ShareKey | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # A subscription over our WebSocket: its DirectDelivery executes updates with this executor.
+        extra = getattr(self.context_value, "extra", None)
+        direct = direct_delivery(extra) if isinstance(extra, dict) else None
+        if direct is not None and self.operation.operation is OperationType.SUBSCRIPTION:
+            direct.executor = self
+
+    def result_for(self, event: SharedEvent) -> AwaitableOrValue[Any]:
+        """This operation's result for a shared event: the one an identical operation got, or a new one."""
+        if self._share_key is None:
+            self._share_key = self._key()
+        cached = event._results.get(self._share_key)
+        if cached is not None:
+            return cached
+        return self.build_per_event_executor(event).execute_operation(False)
 
     def build_per_event_executor(self, payload: Any) -> SharingExecutor:
         """The per-event executor; a :class:`SharedEvent` is unwrapped and remembered for sharing."""
@@ -134,4 +202,5 @@ class SharingExecutor(StrawberryGraphQLCoreExecutionContext):
         return source, name, variables
 
 
-__all__ = ["SharedEvent", "SharingExecutor", "next_message", "share", "shared_event"]
+__all__ = ["DIRECT_DELIVERY", "DirectDelivery", "SharedEvent", "SharingExecutor", "direct_delivery", "next_message",
+           "share", "shared_event"]

@@ -67,6 +67,8 @@ class Event:
         seq: this process's running number of the event; later events have higher numbers.
         resync: True when events may have been missed (the LISTEN connection dropped, or the
             subscriber fell too far behind): reload the current state instead of reading ``data``.
+        memo: scratch space shared by every subscriber handed this very event object, so that what
+            they build from it (an update to send) is built once.
     """
 
     topic: str
@@ -74,6 +76,7 @@ class Event:
     data: Mapping[str, Any]
     seq: int
     resync: bool = False
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 class Subscription:

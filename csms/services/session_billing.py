@@ -17,7 +17,7 @@ import secrets
 from typing import TYPE_CHECKING
 
 from csms.services.tariffs import Price, energy_cost
-from csms.store import ledger
+from csms.store import ledger, session_events
 from csms.store import sessions as store
 from csms.store.events import notify
 from csms.store.stations import record_anomaly
@@ -71,10 +71,10 @@ def limit_reached(row: SessionRow, energy_wh: int) -> bool:
 
 
 def _notify(conn: Conn, row: SessionRow, status: str, received_at: datetime | None = None) -> None:
-    # received_us: when the charger message behind the change arrived, for the live-latency metrics.
-    stamp = {"received_us": int(received_at.timestamp() * 1_000_000)} if received_at is not None else {}
-    notify(conn, "session", session_id=row.id, user_id=row.user_id, station_id=row.station_id, status=status,
-           **stamp)
+    # The event carries the row's new state, so sessionUpdated subscribers need no read (the status is
+    # read from the row too: the caller has just written ``status``), and when the charger message behind
+    # the change arrived, for the live-latency metrics.
+    session_events.notify_session(conn, row.id, int(received_at.timestamp() * 1_000_000) if received_at else None)
 
 
 def notify_session(conn: Conn, row: SessionRow, status: str) -> None:

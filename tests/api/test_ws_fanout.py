@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 import trio
+import trio.testing
 
 from csms.api import ws_fanout
 from csms.api.context import ApiContext, ApiServices, Principal
@@ -34,9 +35,11 @@ async def api(db: Database, nursery: trio.Nursery) -> LiveApi:
     return await start_live_api(db, nursery)
 
 
-async def _stream(hub: EventHub, db: Database, user_id: str, query: str, session_id: str) -> AsyncGenerator[Any, None]:
+async def _stream(hub: EventHub, db: Database, user_id: str, query: str, session_id: str,
+                  direct: ws_fanout.DirectDelivery | None = None) -> AsyncGenerator[Any, None]:
     services = ApiServices(db=db, settings=Settings(), signer=TEST_SIGNER, events=hub)
-    context = ApiContext(db=db, principal=Principal.from_user(user_id, "driver"), services=services)
+    context = ApiContext(db=db, principal=Principal.from_user(user_id, "driver"), services=services,
+                         extra={ws_fanout.DIRECT_DELIVERY: direct} if direct else {})
     stream: AsyncGenerator[Any, None] = await schema.subscribe(query, {"id": session_id}, context_value=context)
     return stream
 
@@ -70,6 +73,32 @@ async def test_subscribers_of_one_change_share_its_execution_and_encoding(db: Da
     assert ws_fanout.shared_event(small) is event and small.data is not results[0].data
     for stream in [*same, other]:
         await stream.aclose()
+
+
+async def test_updates_go_straight_to_the_socket(db: Database) -> None:
+    user_id, _ = await make_user(db)
+    session_id = await db.run(_session, user_id, None)
+    hub = EventHub(None)
+    sent: list[str] = []
+
+    async def send(text: str) -> None:
+        sent.append(text)
+
+    stream = await _stream(hub, db, user_id, SESSION, session_id, ws_fanout.DirectDelivery("op-7", send, hub.metrics))
+    first = await stream.__anext__()  # the current state takes the usual way
+    assert first.data["sessionUpdated"]["energyWh"] == 0 and sent == []
+    async with trio.open_nursery() as nursery:
+        # The result stream itself yields nothing more: updates bypass it.
+        nursery.start_soon(stream.__anext__)
+        await trio.testing.wait_all_tasks_blocked()
+        await db.run(_meter, session_id, 1000, 1500)
+        hub.publish("session", {"session_id": session_id, "received_us": int(time.time() * 1e6)})
+        await wait_until(lambda: bool(sent))
+        nursery.cancel_scope.cancel()
+    assert [json.loads(text) for text in sent] == [{"id": "op-7", "type": "next", "payload": {"data": {
+        "sessionUpdated": {"id": session_id, "status": "charging", "energyWh": 1000, "costTyiyn": 1500}}}}]
+    assert hub.metrics.delivery.count == 1
+    await stream.aclose()
 
 
 async def test_a_result_with_errors_is_sent_as_is(db: Database) -> None:

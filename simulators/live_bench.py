@@ -269,13 +269,14 @@ async def run(args: argparse.Namespace) -> str:
             cpu0, start = time.process_time(), time.perf_counter()
             results.window = (start, start + args.duration_s)
             await trio.sleep(args.duration_s)
-            cpu, end = time.process_time() - cpu0, time.perf_counter()
+            cpu, wall = time.process_time() - cpu0, time.perf_counter() - start
             stop.set()
         await trio.sleep(args.drain_s)
         after = await api.metrics()
         missing = results.dropped(subs)
         stop_failures = 0 if args.keep_sessions else await stop_sessions(api, loads)
         nursery.cancel_scope.cancel()
+    start, end = results.window  # the MeterValues measured; the senders stop a little later
     events = sum(1 for load in loads for _, at in load.sends if start <= at < end)
     server = parse_histogram(after, EVENT_HISTOGRAM).minus(parse_histogram(before, EVENT_HISTOGRAM))
     notify = parse_histogram(after, NOTIFY_HISTOGRAM).minus(parse_histogram(before, NOTIFY_HISTOGRAM))
@@ -289,7 +290,7 @@ async def run(args: argparse.Namespace) -> str:
         f"server_p99_ms={_ms(server.quantile(0.99))} notify_p99_ms={_ms(notify.quantile(0.99))}",
         f"dropped={missing} errors={results.errors + results.closed + stop_failures}",
         f"failed_sends={sum(load.failed_sends for load in loads)}",
-        f"tool_cpu_pct={100 * cpu / max(end - start, 1e-9):.0f} loadavg={os.getloadavg()[0]:.2f}",
+        f"tool_cpu_pct={100 * cpu / max(wall, 1e-9):.0f} loadavg={os.getloadavg()[0]:.2f}",
     ])
 
 

@@ -26,7 +26,7 @@ from csms.api.context import ApiContext  # noqa: TC001
 from csms.api.errors import BadUserInput, Forbidden, NotFound
 from csms.api.scalars import Long  # noqa: TC001
 from csms.api.session_types import ChargingSession, may_see_session
-from csms.api.ws_fanout import direct_delivery, share
+from csms.api.ws_fanout import DirectDelivery, direct_delivery, share
 from csms.services.clock import utcnow
 from csms.services.metrics import received_at
 from csms.store import views
@@ -128,6 +128,22 @@ def _hub(info: Info[ApiContext, None]) -> EventHub:
     return hub
 
 
+async def _delivered(direct: DirectDelivery | None, value: object) -> bool:
+    """Whether ``value`` went straight to the subscriber's socket (then it is not yielded)."""
+    return direct is not None and await direct.deliver(value)
+
+
+def _status_update(event: Event) -> tuple[StationStatusChange, StationStatusChange] | None:
+    """A station status event's change and its shared form, built once for all its subscribers (None
+    for a malformed event)."""
+    if "status" not in event.memo:
+        update = StationStatusChange.from_event(event.data)
+        event.memo["status"] = None if update is None else (update, share(update, received_at=received_at(
+            event.data)))
+    built: tuple[StationStatusChange, StationStatusChange] | None = event.memo["status"]
+    return built
+
+
 def _station_id(station_id: str) -> str:
     if not 1 <= len(station_id) <= MAX_STATION_ID:
         raise BadUserInput(f"stationId must have 1 to {MAX_STATION_ID} characters.")
@@ -140,6 +156,7 @@ async def station_status_changed(
 ) -> AsyncGenerator[StationStatusChange, None]:
     """The current status of each connector, then every change (NOT_FOUND for an unknown station)."""
     hub, db, station_id = _hub(info), info.context.db, _station_id(station_id)
+    direct = direct_delivery(info.context.extra)
     sent: dict[int, tuple[str, str]] = {}
 
     async def current(seq: int) -> list[views.ConnectorStatus] | None:
@@ -161,10 +178,12 @@ async def station_status_changed(
                 rows = await current(event.seq) or []
                 continue
             rows = []
-            update = StationStatusChange.from_event(event.data)
-            if update is not None:
+            built = _status_update(event)
+            if built is not None:
+                update, shared = built
                 sent[update.connector_id] = (update.status, update.error_code)
-                yield update
+                if not await _delivered(direct, shared):
+                    yield shared
 
 
 async def station_connection_changed(
@@ -232,7 +251,7 @@ async def session_updated(info: Info[ApiContext, None], id: strawberry.ID) -> As
                 continue
             changed = update.view != last.view  # coalesced or repeated events may show nothing new
             last = update
-            if changed and (direct is None or not await direct.deliver(update.shared)):
+            if changed and not await _delivered(direct, update.shared):
                 yield update.shared
 
 
@@ -243,19 +262,24 @@ async def balance_changed(info: Info[ApiContext, None]) -> AsyncGenerator[Wallet
     if user_id is None:
         raise Forbidden("This credential has no wallet: log in as a user.")
     user_id = user_id.lower()
+    direct = direct_delivery(info.context.extra)
 
-    async def current(seq: int) -> WalletTotals:
-        return await hub.load("wallet", user_id, seq, lambda: db.run(wallet_totals, user_id))
+    async def current(seq: int) -> tuple[WalletTotals, WalletBalance]:
+        async def read() -> tuple[WalletTotals, WalletBalance]:
+            totals = await db.run(wallet_totals, user_id)
+            return totals, share(WalletBalance.from_totals(totals))  # one for all of this read's subscribers
+
+        return await hub.load("wallet", user_id, seq, read)
 
     with hub.subscribe(("balance", user_id)) as sub:
-        totals = await current(sub.start_seq)
-        last = totals
-        yield WalletBalance.from_totals(totals)
+        last, balance = await current(sub.start_seq)
+        yield balance
         async for event in sub:
-            totals = await current(event.seq)
+            totals, balance = await current(event.seq)
             if totals != last:
                 last = totals
-                yield WalletBalance.from_totals(totals)
+                if not await _delivered(direct, balance):
+                    yield balance
 
 
 @strawberry.type

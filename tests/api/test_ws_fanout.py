@@ -17,7 +17,7 @@ from csms.api.schema import schema
 from csms.config import Settings
 from csms.services.events import EventHub
 from csms.store.events import notify
-from tests.api.test_subscriptions import _meter, _session
+from tests.api.test_subscriptions import _meter, _session, _station_with_connectors
 from tests.api.ws_client import LiveApi, WsClient, start_live_api, wait_until
 from tests.conftest import TEST_SIGNER, make_user
 
@@ -152,3 +152,27 @@ async def test_every_socket_gets_the_same_bytes_and_the_latency_is_recorded(api:
         page = (await http.get("/metrics")).text
     assert f"csms_live_event_latency_seconds_count {clients}" in page
     assert "csms_live_notify_latency_seconds_count 1" in page
+
+
+async def test_station_status_and_balance_updates_are_shared_too(db: Database) -> None:
+    user_id, _ = await make_user(db)
+    await db.run(_station_with_connectors, "FAN-1", {1: "Available"})
+    hub = EventHub(None)
+    services = ApiServices(db=db, settings=Settings(), signer=TEST_SIGNER, events=hub)
+    context = ApiContext(db=db, principal=Principal.from_user(user_id, "driver"), services=services)
+    status = "subscription { stationStatusChanged(stationId: \"FAN-1\") { connectorId status } }"
+    balance = "subscription { balanceChanged { availableTyiyn heldTyiyn } }"
+    streams = {name: [await schema.subscribe(query, context_value=context) for _ in range(2)]
+               for name, query in (("status", status), ("balance", balance))}
+    for stream in [*streams["status"], *streams["balance"]]:
+        await stream.__anext__()  # the current state
+    await db.run(_session, user_id, None)  # credits 20,000 and holds 5,000
+    hub.publish("station_status", {"station_id": "FAN-1", "connector_id": 1, "status": "Charging",
+                                   "error_code": "NoError", "updated_at": "2026-11-26T12:00:00+00:00"})
+    hub.publish("balance", {"user_id": user_id})
+    for name, expected in (("status", {"stationStatusChanged": {"connectorId": 1, "status": "Charging"}}),
+                           ("balance", {"balanceChanged": {"availableTyiyn": 15_000, "heldTyiyn": 5_000}})):
+        first, second = [await stream.__anext__() for stream in streams[name]]
+        assert first.data == expected and first.data is second.data, name
+        for stream in streams[name]:
+            await stream.aclose()

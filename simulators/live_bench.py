@@ -21,11 +21,18 @@ Latency is measured twice, for the MeterValues sent inside the measurement windo
 - server side: csms's ``/metrics`` histogram ``csms_live_event_latency_seconds``, from the MeterValues
   arriving at csms to the event leaving on each subscriber's socket, read before and after the window.
 
-A MeterValues a subscriber never saw (within ``--drain-s`` after the window) counts as dropped. The tool
-prints one line, like the OCPP harness::
+- ``notify_*``: the server-side part of that up to the event reaching csms's events hub (the durable
+  commit, PostgreSQL's NOTIFY and the LISTEN loop); the rest is the fan-out to the sockets.
 
-    LIVE subscribers=1000 sessions=100 events=... client_p50_ms=... client_p99_ms=... server_p50_ms=...
-        server_p99_ms=... dropped=...
+A MeterValues a subscriber never saw (within ``--drain-s`` after the window) counts as dropped. The tool
+prints one line, like the OCPP harness (``server_deliveries`` counts the stamped updates csms sent while
+the window was open, so it also counts those of MeterValues sent during the warm-up)::
+
+    LIVE subscribers=1000 sessions=100 interval_s=1 events=... deliveries=... client_p50_ms=...
+        client_p99_ms=... client_max_ms=... server_deliveries=... server_p50_ms=... server_p99_ms=...
+        notify_p50_ms=... notify_p99_ms=... dropped=... errors=... failed_sends=... tool_cpu_pct=...
+
+``simulators/live_bench.sh`` runs it beside the OCPP harness's S1 against a fresh csms.
 """
 
 from __future__ import annotations

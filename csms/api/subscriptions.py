@@ -4,9 +4,13 @@ Each subscription subscribes to its events *first*, then sends the current state
 change. When events may have been missed (the LISTEN connection dropped, or the client read too slowly
 and its buffer collapsed) it reloads the current state and sends what differs from what the client
 last saw. Reads for one object are shared between all the subscribers that watch it
-(``EventHub.load``), so a thousand drivers watching one session cost one query per change.
+(``EventHub.load``), and a charging session's events carry its new state (``csms.store.session_events``),
+so most session updates need no query at all.
 
-They are served over ``graphql-transport-ws`` on ``/graphql`` (``csms.api.ws``).
+An update is built once per change for all its subscribers and yielded as a shared value
+(``csms.api.ws_fanout``): GraphQL executes and JSON encodes it once per document, and on our WebSocket
+it goes straight to each socket (``DirectDelivery``). They are served over ``graphql-transport-ws`` on
+``/graphql`` (``csms.api.ws``).
 """
 
 from __future__ import annotations

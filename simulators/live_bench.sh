@@ -8,11 +8,12 @@
 #
 # Layout (as the harness expects): csms pinned to core 0, its embedded PostgreSQL unpinned, the harness's
 # load generator and this benchmark's clients on core 1. Run from a fresh clone after `./dev test` (or
-# any command that created .venv). Everything it starts is stopped at the end; its data is thrown away.
+# any command that created .venv). Everything it starts is stopped at the end. About 90 s per run.
 #
 # Knobs (defaults): BENCH=<a set-up copy of shared/bench> SESSIONS=100 SUBSCRIBERS=1000 INTERVAL=1
 #   WARMUP=6 DURATION=18 S1=1 OCPP_PORT=9300 HTTP_PORT=8300 DATA=<new temp dir> EXTRA_ENV=<env for csms>
 #   PROFILE=<file>: record csms with py-spy during the run (collapsed stacks; `pip install py-spy`)
+#   KEEP_DATA=1: keep the database in $DATA/var (csms.log, live.txt and live.log are always kept)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -32,13 +33,15 @@ fi
 for port in "$OCPP_PORT" "$HTTP_PORT"; do
   if ss -ltnH "sport = :$port" | grep -q .; then echo "port $port is in use (set OCPP_PORT/HTTP_PORT)" >&2; exit 2; fi
 done
-ulimit -n "$(ulimit -Hn)"
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true  # a socket per subscriber
 
 export CSMS_DATA_DIR=$DATA/var
 mkdir -p "$CSMS_DATA_DIR"
 CSMS_PID=""
 cleanup() {
+  # csms stops its embedded PostgreSQL on the way out; the database is then thrown away (the logs stay).
   if [[ -n $CSMS_PID ]]; then kill -TERM "$CSMS_PID" 2>/dev/null || true; wait "$CSMS_PID" 2>/dev/null || true; fi
+  [[ ${KEEP_DATA:-0} == 1 ]] || rm -rf "$CSMS_DATA_DIR"
 }
 trap cleanup EXIT
 

@@ -5,6 +5,7 @@
 #   simulators/live_bench.sh                       # 100 sessions x 10 subscribers, with S1
 #   SESSIONS=1 simulators/live_bench.sh            # all 1,000 subscribers on one session
 #   S1=0 simulators/live_bench.sh                  # the subscriptions alone
+#   LIVE=0 simulators/live_bench.sh                # S1 alone on the same setup, for comparison
 #
 # Layout (as the harness expects): csms pinned to core 0, its embedded PostgreSQL unpinned, the harness's
 # load generator and this benchmark's clients on core 1. Run from a fresh clone after `./dev test` (or
@@ -19,7 +20,7 @@ cd "$(dirname "$0")/.."
 REPO=$(pwd)
 BENCH=${BENCH:-}
 SESSIONS=${SESSIONS:-100}; SUBSCRIBERS=${SUBSCRIBERS:-1000}; INTERVAL=${INTERVAL:-1}
-WARMUP=${WARMUP:-6}; DURATION=${DURATION:-18}; S1=${S1:-1}
+WARMUP=${WARMUP:-6}; DURATION=${DURATION:-18}; S1=${S1:-1}; LIVE=${LIVE:-1}
 OCPP_PORT=${OCPP_PORT:-9300}; HTTP_PORT=${HTTP_PORT:-8300}
 DATA=${DATA:-$(mktemp -d /tmp/csms-livebench.XXXXXX)}
 PY=$REPO/.venv/bin/python
@@ -66,6 +67,12 @@ for _ in $(seq 1 300); do
 done
 
 echo "# $(date -u +%FT%TZ) csms pid $CSMS_PID, data $DATA; load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+if [[ $LIVE == 0 ]]; then
+  (cd "$BENCH" && SCENARIOS=S1 SERVER_PID=$CSMS_PID QUIET_WAIT_S=0 RETRIES=0 \
+     ./run.sh "ws://127.0.0.1:$OCPP_PORT/ocpp/" 2>/dev/null | grep -E '^S1' || echo "S1 failed")
+  echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+  exit 0
+fi
 taskset -c 1 "$PY" -m simulators.live_bench --api "http://127.0.0.1:$HTTP_PORT" \
   --ocpp "ws://127.0.0.1:$OCPP_PORT/ocpp/" --api-key-file "$DATA/api-key" --sessions "$SESSIONS" \
   --subscribers "$SUBSCRIBERS" --meter-interval "$INTERVAL" --warmup-s "$WARMUP" --duration-s "$DURATION" \

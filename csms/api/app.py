@@ -1,4 +1,4 @@
-"""The HTTP application: ``/graphql`` (strawberry's Quart view on quart-trio), GraphiQL, ``/healthz``.
+"""The HTTP application: ``/graphql`` (strawberry's Quart view on quart-trio), GraphiQL, ``/healthz``, ``/metrics``.
 
 strawberry's HTTP path runs under Trio once graphql-core's gather is replaced (``trio_gather``), which
 :func:`create_app` does. Its WebSocket subscription handlers are asyncio-only, so they are switched off
@@ -11,11 +11,12 @@ CORS follows ``CSMS_CORS_ORIGINS`` (``cors``).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from typing import TYPE_CHECKING
 
 import trio
-from quart import Response
+from quart import Response, request
 from quart_trio import QuartTrio
 from strawberry.quart.views import GraphQLView
 
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HEALTH_TIMEOUT_S = 5.0
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # GraphQL documents are small; refuse big bodies before parsing them.
 MAX_BODY_BYTES = 1 << 20
 
@@ -93,6 +95,16 @@ class CsmsGraphQLView(GraphQLView[ApiContext, None]):
         response.headers["Content-Security-Policy"] = graphiql.CONTENT_SECURITY_POLICY
         response.headers["Cache-Control"] = "no-store"
         return response
+
+
+def _is_local(req: Request) -> bool:
+    """A direct request from this host: a loopback peer and no proxy forwarding headers."""
+    if any(h in req.headers for h in ("X-Forwarded-For", "Forwarded", "X-Real-IP")):
+        return False
+    try:
+        return ipaddress.ip_address(req.remote_addr or "").is_loopback
+    except ValueError:
+        return False
 
 
 def _select_one(conn: Conn) -> None:
@@ -146,6 +158,23 @@ def create_app(services: ApiServices, *, schema: BaseSchema | None = None) -> Qu
     @app.get("/.well-known/jwks.json")
     async def jwks() -> tuple[dict[str, object], int, dict[str, str]]:
         return services.signer.jwks(), 200, {"Cache-Control": "public, max-age=300"}
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        # Loopback (a Prometheus agent on the host) or an admin credential; a request relayed by a
+        # proxy on this host carries forwarding headers and needs the credential like any other.
+        header = request.headers.get("Authorization")
+        if not (header is None and _is_local(request)):
+            principal = await authenticate_bearer(services, header) if header else None
+            if principal is None or not principal.is_admin:
+                status = 401 if principal is None else 403
+                return Response("metrics are for loopback clients and admins\n", status=status,
+                                content_type="text/plain; charset=utf-8",
+                                headers={"WWW-Authenticate": "Bearer"} if status == 401 else {})
+        lines = services.events.render_metrics() if services.events is not None else []
+        response = Response("\n".join(lines) + "\n", content_type=METRICS_CONTENT_TYPE)
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     @app.get("/healthz")
     async def healthz() -> tuple[dict[str, str], int]:

@@ -24,6 +24,7 @@ from csms.api.csrf_guard import CsrfGuard
 from csms.api.errors import INTERNAL_ERROR_CODE, INTERNAL_ERROR_MESSAGE
 from csms.api.ratelimit_guard import MutationRateLimits
 from csms.api.scalars import LONG_SCALAR, Long
+from csms.api.ws_fanout import SharingExecutor
 from graphql import GraphQLError
 
 # Each API area is a module with QUERIES, MUTATIONS and SUBSCRIPTIONS lists of strawberry types; the
@@ -86,4 +87,6 @@ schema = CsmsSchema(
     subscription=_merge("Subscription", "SUBSCRIPTIONS"),
     extensions=[MaskUnexpectedErrors, CsrfGuard, MutationRateLimits],
     config=StrawberryConfig(scalar_map={Long: LONG_SCALAR}),
+    # Subscription updates shared by many subscribers are executed once per document (ws_fanout).
+    execution_context_class=SharingExecutor,
 )

@@ -4,9 +4,13 @@ Each subscription subscribes to its events *first*, then sends the current state
 change. When events may have been missed (the LISTEN connection dropped, or the client read too slowly
 and its buffer collapsed) it reloads the current state and sends what differs from what the client
 last saw. Reads for one object are shared between all the subscribers that watch it
-(``EventHub.load``), so a thousand drivers watching one session cost one query per change.
+(``EventHub.load``), and a charging session's events carry its new state (``csms.store.session_events``),
+so most session updates need no query at all.
 
-They are served over ``graphql-transport-ws`` on ``/graphql`` (``csms.api.ws``).
+An update is built once per change for all its subscribers and yielded as a shared value
+(``csms.api.ws_fanout``): GraphQL executes and JSON encodes it once per document, and on our WebSocket
+it goes straight to each socket (``DirectDelivery``). They are served over ``graphql-transport-ws`` on
+``/graphql`` (``csms.api.ws``).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncGenerator  # noqa: TC003 (strawberry resolves annotations at runtime)
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -25,15 +30,18 @@ from csms.api.context import ApiContext  # noqa: TC001
 from csms.api.errors import BadUserInput, Forbidden, NotFound
 from csms.api.scalars import Long  # noqa: TC001
 from csms.api.session_types import ChargingSession, may_see_session
+from csms.api.ws_fanout import DirectDelivery, direct_delivery, share
 from csms.services.clock import utcnow
+from csms.services.metrics import received_at
 from csms.store import views
 from csms.store.balances import WalletTotals, wallet_totals
-from csms.store.session_views import SessionView, get_session
+from csms.store.session_events import apply_state, read_session, state_version
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from csms.services.events import EventHub
+    from csms.services.events import Event, EventHub
+    from csms.store.session_views import SessionView
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +93,59 @@ class WalletBalance:
         return cls(available_tyiyn=totals.available_tyiyn, held_tyiyn=totals.held_tyiyn)  # type: ignore[arg-type]
 
 
+@dataclass(frozen=True, slots=True)
+class SessionUpdate:
+    """A session's state as one subscriber has it: the view, its version, and the value to yield."""
+
+    view: SessionView
+    version: int  # the database clock of the state (csms.store.session_events)
+    shared: ChargingSession  # one object for every subscriber of the same change (ws_fanout.share)
+
+    @classmethod
+    def of(cls, view: SessionView, version: int, stamp: float | None) -> SessionUpdate:
+        """From a read (``version``: when it started) or an event's state."""
+        return cls(view, version, share(ChargingSession.from_view(view), received_at=stamp))
+
+    @classmethod
+    def from_event(cls, event: Event, last: SessionUpdate) -> SessionUpdate | None:
+        """The state an event carries, if it is newer than ``last``; else None (read it instead).
+
+        Built once per event for all its subscribers (``Event.memo``): the fields an event does not
+        carry never change after a session is created, so any subscriber's ``last`` supplies them.
+        """
+        version = state_version(event.data)
+        if event.resync or version is None or version <= last.version:
+            return None
+        update: SessionUpdate | None = event.memo.get("session")
+        if update is None:
+            view = apply_state(last.view, event.data)
+            if view is None:
+                return None
+            update = event.memo["session"] = cls.of(view, version, received_at(event.data))
+        return update
+
+
 def _hub(info: Info[ApiContext, None]) -> EventHub:
     hub = info.context.require_services().events
     if hub is None:
         raise RuntimeError("live updates need the events service")
     return hub
+
+
+async def _delivered(direct: DirectDelivery | None, value: object) -> bool:
+    """Whether ``value`` went straight to the subscriber's socket (then it is not yielded)."""
+    return direct is not None and await direct.deliver(value)
+
+
+def _status_update(event: Event) -> tuple[StationStatusChange, StationStatusChange] | None:
+    """A station status event's change and its shared form, built once for all its subscribers (None
+    for a malformed event)."""
+    if "status" not in event.memo:
+        update = StationStatusChange.from_event(event.data)
+        event.memo["status"] = None if update is None else (update, share(update, received_at=received_at(
+            event.data)))
+    built: tuple[StationStatusChange, StationStatusChange] | None = event.memo["status"]
+    return built
 
 
 def _station_id(station_id: str) -> str:
@@ -115,6 +171,7 @@ async def station_status_changed(
     """The current status of each connector, then every change (NOT_FOUND for an unknown station)."""
     hub, db, station_id = _hub(info), info.context.db, _station_id(station_id)
     await _check_station_visible(info, station_id)
+    direct = direct_delivery(info.context.extra)
     sent: dict[int, tuple[str, str]] = {}
 
     async def current(seq: int) -> list[views.ConnectorStatus] | None:
@@ -136,10 +193,12 @@ async def station_status_changed(
                 rows = await current(event.seq) or []
                 continue
             rows = []
-            update = StationStatusChange.from_event(event.data)
-            if update is not None:
+            built = _status_update(event)
+            if built is not None:
+                update, shared = built
                 sent[update.connector_id] = (update.status, update.error_code)
-                yield update
+                if not await _delivered(direct, shared):
+                    yield shared
 
 
 async def station_connection_changed(
@@ -175,27 +234,41 @@ async def session_updated(info: Info[ApiContext, None], id: strawberry.ID) -> As
     """The session now, then after every change; NOT_FOUND if unknown, FORBIDDEN if not the caller's."""
     hub, db = _hub(info), info.context.db
     principal = info.context.require()
+    direct = direct_delivery(info.context.extra)  # on our WebSocket: updates go straight to the socket
     try:
         session_id = str(uuid.UUID(str(id)))
     except ValueError:
         raise NotFound("No such charging session.") from None
 
-    async def current(seq: int) -> SessionView | None:
-        return await hub.load("session", session_id, seq, lambda: db.run(get_session, session_id))
+    async def current(seq: int, data: Mapping[str, Any]) -> SessionUpdate | None:
+        async def read() -> SessionUpdate | None:
+            found = await db.run(read_session, session_id)
+            if found is None:
+                return None
+            # Built inside the shared read: every subscriber of this read yields this very object, so
+            # the update is executed and encoded once for all of them (ws_fanout).
+            return SessionUpdate.of(found[1], found[0], received_at(data))
+
+        return await hub.load("session", session_id, seq, read)
 
     with hub.subscribe(("session", session_id)) as sub:
-        view = await current(sub.start_seq)
-        if view is None:
+        update = await current(sub.start_seq, {})
+        if update is None:
             raise NotFound("No such charging session.")
-        if not may_see_session(principal, view):
+        if not may_see_session(principal, update.view):
             raise Forbidden("This charging session is not yours.")
-        last = view
-        yield ChargingSession.from_view(view)
+        last = update
+        yield update.shared
         async for event in sub:
-            view = await current(event.seq)
-            if view is not None and view != last:  # coalesced or repeated events may show nothing new
-                last = view
-                yield ChargingSession.from_view(view)
+            # Most events carry the new state (no read); one that may be older than what the client
+            # has (see csms.store.session_events) or has none is answered by a (shared) read.
+            update = SessionUpdate.from_event(event, last) or await current(event.seq, event.data)
+            if update is None:
+                continue
+            changed = update.view != last.view  # coalesced or repeated events may show nothing new
+            last = update
+            if changed and not await _delivered(direct, update.shared):
+                yield update.shared
 
 
 async def balance_changed(info: Info[ApiContext, None]) -> AsyncGenerator[WalletBalance, None]:
@@ -205,19 +278,24 @@ async def balance_changed(info: Info[ApiContext, None]) -> AsyncGenerator[Wallet
     if user_id is None:
         raise Forbidden("This credential has no wallet: log in as a user.")
     user_id = user_id.lower()
+    direct = direct_delivery(info.context.extra)
 
-    async def current(seq: int) -> WalletTotals:
-        return await hub.load("wallet", user_id, seq, lambda: db.run(wallet_totals, user_id))
+    async def current(seq: int) -> tuple[WalletTotals, WalletBalance]:
+        async def read() -> tuple[WalletTotals, WalletBalance]:
+            totals = await db.run(wallet_totals, user_id)
+            return totals, share(WalletBalance.from_totals(totals))  # one for all of this read's subscribers
+
+        return await hub.load("wallet", user_id, seq, read)
 
     with hub.subscribe(("balance", user_id)) as sub:
-        totals = await current(sub.start_seq)
-        last = totals
-        yield WalletBalance.from_totals(totals)
+        last, balance = await current(sub.start_seq)
+        yield balance
         async for event in sub:
-            totals = await current(event.seq)
+            totals, balance = await current(event.seq)
             if totals != last:
                 last = totals
-                yield WalletBalance.from_totals(totals)
+                if not await _delivered(direct, balance):
+                    yield balance
 
 
 @strawberry.type

@@ -14,6 +14,10 @@ strawberry's own WebSocket handlers need asyncio, so this module drives strawber
   client's ``complete`` cancels it. Errors keep their typed ``extensions.code``.
 - When the process stops (the events service stops), every socket closes with 1001 so clients
   reconnect, possibly to another node.
+- Updates shared by many subscribers are executed and encoded once (``csms.api.ws_fanout``); the
+  subscription resolvers send them straight to the socket through the operation's ``DirectDelivery``,
+  and the age of each one (since csms received the charger message behind it) goes into the
+  live-latency histogram served by ``GET /metrics``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import trio
 from quart import websocket as current_websocket
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 
+from csms.api import ws_fanout
 from csms.api import ws_protocol as proto
 from csms.api.context import ApiContext
 from csms.api.errors import ApiError
@@ -197,11 +202,18 @@ class GraphQLWebSocket:
                           request_headers=dict(self._headers), client_ip=self.ws.remote_addr or "")
 
     async def _operation(self, msg: proto.Subscribe, scope: trio.CancelScope) -> None:
-        """Run one operation: ``next`` per result, then ``complete``; or one ``error``."""
+        """Run one operation: ``next`` per result, then ``complete``; or one ``error``.
+
+        A result shared by many subscribers (``ws_fanout``) is encoded once; its age is recorded in
+        the live-latency metrics once it is on this socket.
+        """
+        metrics = self.services.events.metrics if self.services.events is not None else None
+        context = self._context()
+        context.extra[ws_fanout.DIRECT_DELIVERY] = ws_fanout.DirectDelivery(msg.id, self._send_update, metrics)
         try:
             with scope:
                 stream = await self.schema.stream(msg.query, variable_values=msg.variables,
-                                                  context_value=self._context(), operation_name=msg.operation_name)
+                                                  context_value=context, operation_name=msg.operation_name)
                 async with aclosing(stream):
                     async for result in stream:
                         if not isinstance(result, ExecutionResult):  # incremental delivery is not enabled
@@ -211,7 +223,10 @@ class GraphQLWebSocket:
                             # subscription that cannot start or stopped with an error): it ends here.
                             await self.ws.send(proto.error_message(msg.id, result.errors))
                             return
-                        await self.ws.send(proto.next_message(msg.id, result))
+                        text, received_at = ws_fanout.next_message(msg.id, result)
+                        await self.ws.send(text)
+                        if metrics is not None:
+                            metrics.update_sent(received_at)
                 await self.ws.send(proto.complete_message(msg.id))
         except Exception:
             # A bug or a broken socket: never let it escape into the connection's nursery.
@@ -220,6 +235,18 @@ class GraphQLWebSocket:
         finally:
             if self.operations.get(msg.id) is scope:
                 del self.operations[msg.id]
+
+    async def _send_update(self, text: str) -> None:
+        """Send an update a subscription resolver delivers directly (``ws_fanout.DirectDelivery``).
+
+        A broken socket closes the connection, which cancels the resolver; the error must not reach
+        it, or strawberry would try to report it as a GraphQL error on that very socket.
+        """
+        try:
+            await self.ws.send(text)
+        except Exception:
+            log.exception("GraphQL WebSocket send failed")
+            await self.close(Close.INTERNAL_ERROR, "Internal error")
 
     async def _close_when_stopping(self, stopping: trio.Event) -> None:
         await stopping.wait()

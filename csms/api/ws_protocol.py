@@ -195,6 +195,11 @@ def next_message(op_id: str, result: ExecutionResult) -> str:
     return _dump({"id": op_id, "type": "next", "payload": payload})
 
 
+def next_message_with_payload(op_id: str, payload_json: str) -> str:
+    """``next`` around an already encoded payload (one encoding shared by many subscribers)."""
+    return f'{{"id":{json.dumps(op_id)},"type":"next","payload":{payload_json}}}'
+
+
 def error_message(op_id: str, errors: list[GraphQLError]) -> str:
     """``error``: operation ``op_id`` failed and ends (no ``complete`` follows)."""
     return _dump({"id": op_id, "type": "error", "payload": [e.formatted for e in errors]})

@@ -16,10 +16,12 @@ fans each event out to the subscribers of its ``(topic, key)``:
 - If the LISTEN connection drops, the loop reconnects with exponential backoff and then sends every
   subscriber a ``resync`` event, because notifications sent while nobody listened are lost.
 - :meth:`EventHub.load` lets many subscribers that watch the same object share one database read per
-  event instead of each reading it.
+  event instead of each reading it; :attr:`Event.memo` lets them share what they build from one event.
 - :meth:`EventHub.subscribe_topics` receives *every* event of whole topics, in order and without
   coalescing (:class:`TopicSubscription`), for consumers that react to each change (push
   notifications); its buffer is bounded too, and a full one drops and counts.
+- :attr:`EventHub.metrics` measures how old stamped events are when they arrive here, and (recorded
+  by the WebSocket layer) when their updates leave (``csms.services.metrics``, ``GET /metrics``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ import psycopg
 import trio
 from psycopg import sql
 
+from csms.services.event_subscription import Event, Subscription
+from csms.services.metrics import LiveMetrics, counter, gauge, received_at
 from csms.services.topic_subscription import TopicSubscription
 from csms.store.events import CHANNEL
 
@@ -53,89 +57,7 @@ KEY_FIELDS: dict[str, str] = {
     "balance": "user_id",
     "invoice": "invoice_id",
 }
-# Fields that tell apart events about different parts of one object: a station's connectors each keep
-# their own latest status when a slow subscriber's events are coalesced.
-PART_FIELDS: dict[str, str] = {"station_status": "connector_id"}
-
 DEFAULT_CAPACITY = 64
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One change, as delivered to subscribers.
-
-    Attributes:
-        topic: what kind of change (``station_status``, ``session``...).
-        key: the object it is about (a station id, a session id, a user id).
-        data: the published payload (ids and small live values); empty for a resync.
-        seq: this process's running number of the event; later events have higher numbers.
-        resync: True when events may have been missed (the LISTEN connection dropped, or the
-            subscriber fell too far behind): reload the current state instead of reading ``data``.
-    """
-
-    topic: str
-    key: str
-    data: Mapping[str, Any]
-    seq: int
-    resync: bool = False
-
-
-class Subscription:
-    """A subscriber's bounded, coalescing buffer of events. Create it with :meth:`EventHub.subscribe`.
-
-    Iterate it (``async for event in sub``) or call :meth:`receive`. Iteration never ends on its own:
-    the consumer stops by leaving the ``subscribe`` block (or being cancelled).
-    """
-
-    def __init__(self, keys: frozenset[tuple[str, str]], capacity: int, start_seq: int) -> None:
-        self.keys = keys
-        self.capacity = capacity
-        self.start_seq = start_seq  # the hub's event number when this subscription began
-        self.coalesced = 0  # events replaced by a newer one before they were read
-        self.overflows = 0  # times the buffer collapsed into a resync
-        self._pending: dict[tuple[str, str, str], Event] = {}
-        self._lot = trio.lowlevel.ParkingLot()
-
-    def offer(self, event: Event) -> None:
-        """Queue ``event`` without ever waiting (called by the hub)."""
-        part = "" if event.resync else str(event.data.get(PART_FIELDS.get(event.topic, ""), ""))
-        slot = (event.topic, event.key, part)
-        if event.resync:
-            # A resync supersedes everything queued for that object.
-            for queued in [s for s in self._pending if s[:2] == slot[:2]]:
-                del self._pending[queued]
-                self.coalesced += 1
-        elif slot in self._pending:
-            self.coalesced += 1
-        elif len(self._pending) >= self.capacity:
-            # Too far behind to keep every part: forget the details, reload the state instead.
-            self.overflows += 1
-            self.coalesced += len(self._pending)
-            self._pending.clear()
-            for topic, key in sorted(self.keys):
-                self._pending[(topic, key, "")] = Event(topic, key, {}, event.seq, resync=True)
-            self._lot.unpark_all()
-            return
-        self._pending[slot] = event
-        self._lot.unpark_all()
-
-    @property
-    def pending(self) -> int:
-        """How many events wait to be read."""
-        return len(self._pending)
-
-    async def receive(self) -> Event:
-        """The oldest waiting event; waits for one if there is none."""
-        while not self._pending:
-            await self._lot.park()
-        slot = next(iter(self._pending))
-        return self._pending.pop(slot)
-
-    def __aiter__(self) -> Subscription:
-        return self
-
-    async def __anext__(self) -> Event:
-        return await self.receive()
 
 
 @dataclass
@@ -172,6 +94,7 @@ class EventHub:
         self._topic_subscribers: dict[str, set[TopicSubscription]] = {}
         self._loads: OrderedDict[tuple[str, str], _Load] = OrderedDict()
         self._max_loads = max_shared_loads
+        self.metrics = LiveMetrics()  # how old events are on arrival and on delivery (GET /metrics)
 
     # -- subscribers -----------------------------------------------------------------------------
 
@@ -262,7 +185,18 @@ class EventHub:
         except (ValueError, TypeError, KeyError):
             log.warning("events: ignoring a malformed notification (%d bytes)", len(payload))
             return
+        self.metrics.event_arrived(received_at(data))
         self.publish(str(topic), data)
+
+    def render_metrics(self) -> list[str]:
+        """This hub's figures in the Prometheus text format (served by ``GET /metrics``)."""
+        return [
+            *gauge("csms_live_subscriptions", "Open subscriptions to change events.", self.subscriber_count),
+            *counter("csms_events_received_total", "Change notifications read from PostgreSQL.", self.received),
+            *counter("csms_events_listen_reconnects_total", "Times the LISTEN connection was reopened.",
+                     self.reconnects),
+            *self.metrics.render(),
+        ]
 
     # -- shared reads ----------------------------------------------------------------------------
 

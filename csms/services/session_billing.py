@@ -17,7 +17,7 @@ import secrets
 from typing import TYPE_CHECKING
 
 from csms.services.tariffs import Price, energy_cost
-from csms.store import ledger
+from csms.store import ledger, session_events
 from csms.store import sessions as store
 from csms.store.events import notify
 from csms.store.stations import record_anomaly
@@ -70,9 +70,14 @@ def limit_reached(row: SessionRow, energy_wh: int) -> bool:
     return energy_cost(energy_wh, price_of(row)) >= row.hold_tyiyn
 
 
-def notify_session(conn: Conn, row: SessionRow, status: str) -> None:
-    """Publish a session change (delivered when the caller's transaction commits)."""
-    notify(conn, "session", session_id=row.id, user_id=row.user_id, station_id=row.station_id, status=status)
+def notify_session(conn: Conn, row: SessionRow, status: str, received_at: datetime | None = None) -> None:
+    """Publish a session change (delivered when the caller's transaction commits).
+
+    The event carries the row's new state, so ``sessionUpdated`` subscribers need no read; the status is
+    read from the row too (the caller has just written ``status``). ``received_at`` is when the charger
+    message behind the change arrived, for the live-latency metrics.
+    """
+    session_events.notify_session(conn, row.id, int(received_at.timestamp() * 1_000_000) if received_at else None)
 
 
 def fail(conn: Conn, row: SessionRow, reason: str) -> bool:
@@ -163,12 +168,13 @@ def link_start(conn: Conn, row: SessionRow, station_id: str, connector_id: int, 
     return True
 
 
-def apply_reading(conn: Conn, row: SessionRow, reading: Reading) -> bool:
+def apply_reading(conn: Conn, row: SessionRow, reading: Reading, received_at: datetime | None = None) -> bool:
     """Update live energy, power, SoC and cost from a MeterValues; switch to ``stopping`` at the limit.
 
     Energy only grows (a replayed older message cannot lower it) and power/SoC only move forward in the
     charger's time. Returns True when this reading reached the limit: the caller sends RemoteStop, once,
-    because only this transition from ``charging`` returns True.
+    because only this transition from ``charging`` returns True. ``received_at`` (when csms received
+    the MeterValues) travels in the change event, for the live-latency metrics.
     """
     if row.status not in ("charging", "stopping") or row.meter_start_wh is None:
         return False
@@ -192,7 +198,7 @@ def apply_reading(conn: Conn, row: SessionRow, reading: Reading) -> bool:
     if not fields:
         return False
     store.update_session(conn, row.id, **fields)
-    notify_session(conn, row, "stopping" if stop else row.status)
+    notify_session(conn, row, "stopping" if stop else row.status, received_at)
     return stop
 
 

@@ -168,9 +168,10 @@ class TransactionService:
         tx_id = int(tx)
 
         def write(conn: Conn) -> StopRequest | None:
-            return _session_reading(conn, station_id, tx_id, payload["meterValue"])
+            return _session_reading(conn, station_id, tx_id, payload["meterValue"], received_at)
 
-        stop = await self.committer.submit(write, [samples])
+        # Urgent: a driver may be watching this session live (GroupCommitter's urgent lane).
+        stop = await self.committer.submit(write, [samples], urgent=True)
         if stop is not None:
             self.live.request_stop(stop)
 
@@ -195,7 +196,8 @@ def _bill_session(conn: Conn, station_id: str, tx_id: int, meter_stop_wh: int, s
         log.exception("settling the session of transaction %d on %s failed", tx_id, station_id)
 
 
-def _session_reading(conn: Conn, station_id: str, tx_id: int, meter_value: list[dict[str, Any]]) -> StopRequest | None:
+def _session_reading(conn: Conn, station_id: str, tx_id: int, meter_value: list[dict[str, Any]],
+                     received_at: datetime) -> StopRequest | None:
     """Apply a MeterValues to its session; a RemoteStop to queue when it reached the limit."""
     try:
         # Live values are not what bills (StopTransaction is): a failure here is logged, and must not
@@ -204,7 +206,7 @@ def _session_reading(conn: Conn, station_id: str, tx_id: int, meter_value: list[
             session = session_store.lock_session_by_transaction(conn, station_id, tx_id)
             if session is None:
                 return None
-            if billing.apply_reading(conn, session, read_meter_values(meter_value)):
+            if billing.apply_reading(conn, session, read_meter_values(meter_value), received_at):
                 return StopRequest(session.id, station_id, tx_id)
     except Exception:
         log.exception("updating the session of transaction %d on %s failed", tx_id, station_id)

@@ -12,7 +12,9 @@ Topics and their payloads (all keys are strings):
 
 - ``station_status``: ``station_id``, ``connector_id``, ``status``, ``error_code``
 - ``station_connection``: ``station_id``, ``connected`` (bool)
-- ``session``: ``session_id``, ``user_id``, ``station_id``, ``status``
+- ``session``: ``session_id``, ``user_id``, ``station_id``, ``status``; from the billing code also
+  ``received_us`` (when the charger message behind it arrived, epoch µs, for latency metrics) and
+  ``state`` (the row's live state, see ``csms.store.session_events``)
 - ``balance``: ``user_id``
 - ``invoice``: ``invoice_id``, ``user_id``, ``status`` (``pending``, ``paid``, ``cancelled``...), and
   optionally ``amount_tyiyn`` (the credited amount, an integer). Published by payments when an invoice

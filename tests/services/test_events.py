@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 import psycopg
@@ -209,3 +210,18 @@ async def test_stopping_is_set_when_the_loop_ends(db: Database) -> None:
         assert not hub.stopping.is_set()
         nursery.cancel_scope.cancel()
     assert hub.stopping.is_set() and hub.listener_pid is None
+
+
+async def test_age_of_stamped_events_on_arrival_is_measured(db: Database, nursery: trio.Nursery) -> None:
+    hub: EventHub = await nursery.start(EventHub(db.dsn).run)
+    sent_us = int(time.time() * 1_000_000)
+    await db.run(lambda conn: notify(conn, "session", session_id="S1", status="charging", received_us=sent_us))
+    await db.run(lambda conn: notify(conn, "session", session_id="S1", status="stopping"))  # not stamped
+    with trio.fail_after(5):
+        while hub.received < 2:
+            await trio.sleep(0.01)
+    # Only the stamped one is measured: from the stamp to its arrival here, through commit and LISTEN.
+    assert hub.metrics.notify.count == 1
+    assert 0 <= hub.metrics.notify.sum < time.time() - sent_us / 1_000_000 + 0.001
+    page = "\n".join(hub.render_metrics())
+    assert "csms_live_notify_latency_seconds_count 1" in page and "csms_events_received_total 2" in page

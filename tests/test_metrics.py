@@ -1,0 +1,95 @@
+"""Latency histograms and ``GET /metrics``: the format, the figures, and who may read them."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+import trio
+
+from csms.services.metrics import Histogram, LiveMetrics, received_at
+from csms.store.apikeys import create_api_key
+from tests.api.ws_client import LiveApi, start_live_api
+from tests.conftest import make_user
+
+if TYPE_CHECKING:
+    from csms.store.db import Database
+
+
+def test_histogram_counts_buckets_cumulatively() -> None:
+    hist = Histogram("x_seconds", "A test.", buckets=(0.01, 0.05, 0.1))
+    for value in (0.004, 0.02, 0.03, 0.07, 3.0, -1.0):
+        hist.observe(value)
+    lines = hist.render()
+    assert lines[:2] == ["# HELP x_seconds A test.", "# TYPE x_seconds histogram"]
+    assert lines[2:6] == ['x_seconds_bucket{le="0.01"} 2', 'x_seconds_bucket{le="0.05"} 4',
+                          'x_seconds_bucket{le="0.1"} 5', 'x_seconds_bucket{le="+Inf"} 6']
+    assert lines[6:] == ["x_seconds_sum 3.124000", "x_seconds_count 6"]
+
+
+def test_histogram_quantiles_interpolate_within_a_bucket() -> None:
+    hist = Histogram("x_seconds", "A test.", buckets=(0.01, 0.02, 0.05))
+    assert math.isnan(hist.quantile(0.5))
+    for _ in range(90):
+        hist.observe(0.005)
+    for _ in range(10):
+        hist.observe(0.03)
+    assert hist.quantile(0.5) == pytest.approx(0.01 * 50 / 90)
+    assert hist.quantile(0.99) == pytest.approx(0.02 + 0.03 * 9 / 10)
+    hist.observe(99.0)
+    assert hist.quantile(1.0) == 0.05  # beyond the last bound: the last bound, as Prometheus does
+
+
+def test_histogram_buckets_must_increase() -> None:
+    with pytest.raises(ValueError, match="increase"):
+        Histogram("x_seconds", "A test.", buckets=(0.1, 0.01))
+
+
+def test_live_metrics_measure_the_age_of_stamped_events_only() -> None:
+    now = [1_000.0]
+    metrics = LiveMetrics(clock=lambda: now[0])
+    metrics.event_arrived(received_at({"received_us": 999_990_000}))  # 10 ms old
+    metrics.event_arrived(received_at({"status": "charging"}))  # not caused by a charger: not measured
+    metrics.update_sent(received_at({"received_us": 999_970_000}))  # 30 ms old
+    metrics.update_sent(None)
+    assert (metrics.notify.count, metrics.delivery.count) == (1, 1)
+    assert metrics.notify.sum == pytest.approx(0.01) and metrics.delivery.sum == pytest.approx(0.03)
+    assert received_at({"received_us": True}) is None and received_at({"received_us": "1"}) is None
+
+
+@pytest.fixture
+async def api(db: Database, nursery: trio.Nursery) -> LiveApi:
+    return await start_live_api(db, nursery)
+
+
+async def test_metrics_page_for_local_clients_and_admins_only(api: LiveApi, db: Database) -> None:
+    admin_key = await db.run(create_api_key, "prometheus")
+    owner_key_user, _ = await make_user(db, "owner")
+    owner_key = await db.run(lambda conn: create_api_key(conn, "owner key", role="owner", user_id=owner_key_user))
+    _, driver_token = await make_user(db)
+    _, admin_token = await make_user(db, "admin")
+    proxied = {"X-Forwarded-For": "203.0.113.7"}  # what a reverse proxy on this host adds
+    async with httpx.AsyncClient(base_url=api.url) as http:
+        local = await http.get("/metrics")
+        assert local.status_code == 200
+        assert local.headers["content-type"].startswith("text/plain; version=0.0.4")
+        for name in ("csms_live_event_latency_seconds", "csms_live_notify_latency_seconds",
+                     "csms_live_subscriptions", "csms_events_received_total"):
+            assert f"# TYPE {name} " in local.text
+        cases = [
+            ({**proxied}, 401),
+            ({**proxied, "Authorization": "Bearer nonsense"}, 401),
+            ({**proxied, "Authorization": f"Bearer {driver_token}"}, 403),
+            ({**proxied, "Authorization": f"Bearer {owner_key}"}, 403),
+            ({"Forwarded": "for=203.0.113.7", "Authorization": f"Bearer {driver_token}"}, 403),
+            ({"Authorization": f"Bearer {driver_token}"}, 403),  # a credential is checked even from loopback
+            ({**proxied, "Authorization": f"Bearer {admin_key}"}, 200),
+            ({**proxied, "Authorization": f"Bearer {admin_token}"}, 200),
+        ]
+        for headers, status in cases:
+            response = await http.get("/metrics", headers=headers)
+            assert response.status_code == status, (headers, response.text)
+            if status != 200:
+                assert "csms_" not in response.text

@@ -157,7 +157,8 @@ async def set_up_accounts(api: BenchApi, loads: list[Load], tag: str) -> None:
                                                           secrets.token_urlsafe(16))
         except ApiError as exc:
             if "RATE_LIMITED" in exc.codes:
-                raise SystemExit("register is rate limited: start csms with CSMS_REGISTER_RATE_LIMIT=100000") from None
+                raise SystemExit("register is rate limited: raise CSMS_REGISTER_RATE_LIMIT, CSMS_CRITICAL_RATE_LIMIT "
+                                 "and CSMS_MUTATION_RATE_LIMIT for this csms") from None
             raise
         await api.credit(load.user_id, LIMIT_TYIYN)
 

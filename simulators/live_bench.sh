@@ -57,7 +57,7 @@ echo '[]' > "$CSMS_DATA_DIR/pg/csms-owners.json"
 
 # Registering a thousand drivers from one address would hit the per-IP limit of a production setup.
 env ${EXTRA_ENV:-} CSMS_ACCEPT_UNKNOWN_STATIONS=1 CSMS_OCPP_PORT="$OCPP_PORT" CSMS_HTTP_PORT="$HTTP_PORT" \
-  CSMS_REGISTER_RATE_LIMIT=100000 \
+  CSMS_REGISTER_RATE_LIMIT=100000 CSMS_CRITICAL_RATE_LIMIT=100000 CSMS_MUTATION_RATE_LIMIT=100000 \
   taskset -c 0 "$CSMS" --log-level WARNING serve > "$DATA/csms.log" 2>&1 &
 CSMS_PID=$!
 for _ in $(seq 1 300); do

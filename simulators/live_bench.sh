@@ -6,6 +6,7 @@
 #   SESSIONS=1 simulators/live_bench.sh            # all 1,000 subscribers on one session
 #   S1=0 simulators/live_bench.sh                  # the subscriptions alone
 #   LIVE=0 simulators/live_bench.sh                # S1 alone on the same setup, for comparison
+#   LIVE=0 SCENARIOS=S2 S2_CONNS=10000 simulators/live_bench.sh   # any harness scenario against this setup
 #
 # Layout (as the harness expects): csms pinned to core 0, its embedded PostgreSQL unpinned, the harness's
 # load generator and this benchmark's clients on core 1. Run from a fresh clone after `./dev test` (or
@@ -52,13 +53,13 @@ trap cleanup EXIT
 chmod 600 "$DATA/api-key"
 # The embedded PostgreSQL is started unpinned first, so csms (pinned to core 0) does not pin it too;
 # forgetting the starter as an owner lets the csms that adopts it stop it at the end.
-"$PY" -c "from pathlib import Path; from csms.store.embedded import start_embedded; start_embedded(Path('$CSMS_DATA_DIR/pg'))" 2>/dev/null
+taskset -c "${PG_CORES:-0-1}" "$PY" -c "from pathlib import Path; from csms.store.embedded import start_embedded; start_embedded(Path('$CSMS_DATA_DIR/pg'))" 2>/dev/null
 echo '[]' > "$CSMS_DATA_DIR/pg/csms-owners.json"
 
 # Registering a thousand drivers from one address would hit the per-IP limit of a production setup.
 env ${EXTRA_ENV:-} CSMS_ACCEPT_UNKNOWN_STATIONS=1 CSMS_OCPP_PORT="$OCPP_PORT" CSMS_HTTP_PORT="$HTTP_PORT" \
   CSMS_REGISTER_RATE_LIMIT=100000 CSMS_CRITICAL_RATE_LIMIT=100000 CSMS_MUTATION_RATE_LIMIT=100000 \
-  taskset -c 0 "$CSMS" --log-level WARNING serve > "$DATA/csms.log" 2>&1 &
+  taskset -c 0 "$CSMS" --log-level "${LOG_LEVEL:-WARNING}" serve > "$DATA/csms.log" 2>&1 &
 CSMS_PID=$!
 for _ in $(seq 1 300); do
   (exec 3<>"/dev/tcp/127.0.0.1/$HTTP_PORT") 2>/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/$OCPP_PORT") 2>/dev/null && break
@@ -68,8 +69,12 @@ done
 
 echo "# $(date -u +%FT%TZ) csms pid $CSMS_PID, data $DATA; load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 if [[ $LIVE == 0 ]]; then
-  (cd "$BENCH" && SCENARIOS=S1 SERVER_PID=$CSMS_PID QUIET_WAIT_S=0 RETRIES=0 \
-     ./run.sh "ws://127.0.0.1:$OCPP_PORT/ocpp/" 2>/dev/null | grep -E '^S1' || echo "S1 failed")
+  if [[ -n ${PROFILE:-} ]]; then
+    "$REPO/.venv/bin/py-spy" record --pid "$CSMS_PID" --rate 100 --format raw --output "$PROFILE" \
+      --duration 20 > /dev/null 2>&1 &
+  fi
+  (cd "$BENCH" && SCENARIOS=${SCENARIOS:-S1} SERVER_PID=$CSMS_PID QUIET_WAIT_S=0 RETRIES=0 \
+     ./run.sh "ws://127.0.0.1:$OCPP_PORT/ocpp/" 2>/dev/null | grep -E '^S[0-9]' || echo "${SCENARIOS:-S1} failed")
   echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
   exit 0
 fi

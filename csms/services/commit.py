@@ -16,6 +16,11 @@ neighbours; every operation must therefore be idempotent (they are: see ``csms/s
 The queue is bounded: when it is full, ``submit`` blocks, which slows readers of the chargers that
 are sending — backpressure rather than unbounded memory.
 
+Batches of meter samples alone (every MeterValues outside an app-started session) are one statement,
+so they skip the worker thread: each writer sends it in autocommit on its own connection driven by
+the event loop (:mod:`csms.store.native`). Operations with a function still run in a worker thread.
+If the native connection fails, the batch is written the usual way.
+
 Urgent operations (``submit(..., urgent=True)``: the MeterValues of a charging session a driver may be
 watching live) have their own queue and writers, which commit whatever is queued at once instead of
 waiting behind the batches of ordinary meter values: under the benchmark's flood those wait tens of
@@ -34,7 +39,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import trio
 
 from csms.services.clock import EARLIEST_PLAUSIBLE, MAX_FUTURE_SKEW
-from csms.store.transactions import MeterSamples, insert_meter_samples
+from csms.store.native import NativeConnection, NativeError
+from csms.store.transactions import MeterSamples, insert_meter_samples, meter_samples_statement
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -62,8 +68,10 @@ class GroupCommitter:
     """The single writer of billing-relevant rows. Start it with ``nursery.start(committer.run)``."""
 
     def __init__(self, db: Database, *, max_batch: int = 500, max_wait_s: float = 0.002,
-                 writers: int = 3, urgent_writers: int = 2, queue_size: int = 10_000) -> None:
+                 writers: int = 3, urgent_writers: int = 2, queue_size: int = 10_000,
+                 native: bool = True) -> None:
         self._db = db
+        self._native = native
         self._writers = writers
         self._urgent_writers = urgent_writers
         self._max_batch = max_batch
@@ -74,9 +82,11 @@ class GroupCommitter:
         self.operations = 0
         self.busy_s = 0.0  # time spent writing batches (for /metrics and benchmarks)
 
-    async def submit(self, fn: Callable[[Conn], T], rows: list[MeterSamples] | None = None, *,
+    async def submit(self, fn: Callable[[Conn], T] | None, rows: list[MeterSamples] | None = None, *,
                      urgent: bool = False) -> T:
         """Queue ``fn`` (and meter samples to insert) and wait until they are committed.
+
+        ``fn`` None means samples alone, which are written without a worker thread.
 
         Args:
             urgent: commit in the urgent lane (see the module docstring), for the few writes someone
@@ -102,7 +112,7 @@ class GroupCommitter:
 
     async def submit_rows(self, rows: list[MeterSamples]) -> None:
         """Queue meter samples alone and wait until they are committed."""
-        await self.submit(_noop, rows)
+        await self.submit(None, rows)
 
     def close(self) -> None:
         """Stop accepting work; the writers drain what is queued and return."""
@@ -119,6 +129,15 @@ class GroupCommitter:
             task_status.started()
 
     async def _writer(self, receive: trio.MemoryReceiveChannel[_Op[Any]], max_wait_s: float) -> None:
+        native = NativeConnection(self._db.dsn) if self._native else None
+        try:
+            await self._write_batches(receive, max_wait_s, native)
+        finally:
+            if native is not None:
+                native.close()
+
+    async def _write_batches(self, receive: trio.MemoryReceiveChannel[_Op[Any]], max_wait_s: float,
+                             native: NativeConnection | None) -> None:
         async with receive:
             while True:
                 try:
@@ -133,7 +152,7 @@ class GroupCommitter:
                 # Shielded: a batch that reached the database must finish and release its waiters,
                 # or chargers would be left without an answer for writes that did commit.
                 with trio.CancelScope(shield=True):
-                    await self._write(batch)
+                    await self._write(batch, native)
 
     def _drain_into(self, receive: trio.MemoryReceiveChannel[_Op[Any]], batch: list[_Op[Any]]) -> None:
         while len(batch) < self._max_batch:
@@ -142,8 +161,25 @@ class GroupCommitter:
             except (trio.WouldBlock, trio.EndOfChannel):
                 return
 
-    async def _write(self, batch: list[_Op[Any]]) -> None:
+    async def _write(self, batch: list[_Op[Any]], native: NativeConnection | None) -> None:
         started = trio.current_time()
+        size = len(batch)
+        if native is not None:
+            plain = [op for op in batch if op.fn is None]
+            if plain and await _write_native(native, plain):
+                batch = [op for op in batch if op.fn is not None]
+        if batch:
+            await self._write_in_thread(batch)
+        elapsed = trio.current_time() - started
+        self.batches += 1
+        self.operations += size
+        self.busy_s += elapsed
+        if elapsed > 0.5:
+            log.warning("group commit of %d operations took %.0f ms", size, elapsed * 1000)
+        for op in batch:
+            op.done.set()
+
+    async def _write_in_thread(self, batch: list[_Op[Any]]) -> None:
         try:
             results = await self._db.run(_apply_batch, batch)
         except Exception as exc:  # one bad operation: retry each alone so the others still commit
@@ -157,14 +193,6 @@ class GroupCommitter:
         else:
             for op, result in zip(batch, results, strict=True):
                 op.result = result
-        elapsed = trio.current_time() - started
-        self.batches += 1
-        self.operations += len(batch)
-        self.busy_s += elapsed
-        if elapsed > 0.5:
-            log.warning("group commit of %d operations took %.0f ms", len(batch), elapsed * 1000)
-        for op in batch:
-            op.done.set()
 
     @property
     def mean_batch(self) -> float:
@@ -172,8 +200,22 @@ class GroupCommitter:
         return self.operations / self.batches if self.batches else math.nan
 
 
-def _noop(conn: Conn) -> None:
-    return None
+async def _write_native(native: NativeConnection, ops: list[_Op[Any]]) -> bool:
+    """Commit the samples of ``ops`` in one autocommit statement and release their waiters.
+
+    Returns False (nothing released) when that failed; the caller then writes them the usual way,
+    which is safe even if the statement did commit, because stored samples are skipped.
+    """
+    rows = [row for op in ops for row in op.rows]
+    try:
+        query, params = meter_samples_statement(rows, EARLIEST_PLAUSIBLE, MAX_FUTURE_SKEW)
+        await native.execute(query, params, prepare=b"csms_meter_samples")
+    except NativeError as exc:
+        log.warning("direct write of %d meter messages failed (%s); writing them in a thread", len(ops), exc)
+        return False
+    for op in ops:
+        op.done.set()
+    return True
 
 
 def _apply_batch(conn: Conn, batch: list[_Op[Any]]) -> list[Any]:

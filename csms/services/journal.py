@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from csms.store.native import NativeConnection
+
 if TYPE_CHECKING:
     from csms.store.db import Conn, Database
 
@@ -35,6 +37,9 @@ class Journal:
     def __init__(self, db: Database, *, enabled: bool = True, capacity: int = 100_000,
                  batch: int = 5_000, flush_s: float = 0.2) -> None:
         self._db = db
+        # Written on the event loop, not in a worker thread: see csms.store.native. A failed write is
+        # not retried, because a broken connection may have committed it (no duplicate audit rows).
+        self._native = NativeConnection(db.dsn)
         self.enabled = enabled
         self._capacity = capacity
         self._batch = batch
@@ -77,12 +82,13 @@ class Journal:
                 # Shielded: rows taken from the buffer are written or counted, never silently lost.
                 with trio.CancelScope(shield=True):
                     try:
-                        await self._db.run(_copy_rows, rows)
+                        await self._native.execute(_INSERT_ROWS, [_rows_json(rows)], prepare=b"csms_journal")
                         self.written += len(rows)
                     except Exception as exc:
                         self.dropped += len(rows)
                         log.error("OCPP journal write failed, %d frames lost: %s", len(rows), exc)
             if closing:
+                self._native.close()
                 return
 
     async def prune(self, retention_days: int) -> int:
@@ -91,16 +97,16 @@ class Journal:
         return await self._db.run(_prune, cutoff)
 
 
-def _copy_rows(conn: Conn, rows: list[JournalRow]) -> None:
+_INSERT_ROWS = b"""
+    INSERT INTO ocpp_journal (station_id, direction, message_type, action, unique_id, payload, received_at)
+    SELECT r->>0, r->>1, (r->>2)::smallint, r->>3, r->>4, r->>5, (r->>6)::timestamptz
+    FROM jsonb_array_elements($1::jsonb) AS r"""
+
+
+def _rows_json(rows: list[JournalRow]) -> bytes:
     # One JSON document per batch, expanded by PostgreSQL: json.dumps runs in C, where COPY's
-    # write_row would format every field in Python while holding the interpreter lock.
-    doc = json.dumps([(s, d, t, a, u, p, r.isoformat()) for s, d, t, a, u, p, r in rows])
-    conn.execute(
-        """INSERT INTO ocpp_journal (station_id, direction, message_type, action, unique_id, payload, received_at)
-           SELECT r->>0, r->>1, (r->>2)::smallint, r->>3, r->>4, r->>5, (r->>6)::timestamptz
-           FROM jsonb_array_elements(%s::jsonb) AS r""",
-        (doc,),
-    )
+    # write_row would format every field in Python.
+    return json.dumps([(s, d, t, a, u, p, r.isoformat()) for s, d, t, a, u, p, r in rows]).encode()
 
 
 def _prune(conn: Conn, cutoff: datetime) -> int:

@@ -136,7 +136,7 @@ WITH m AS (
            item->3 AS doc, (item->>4)::timestamptz AS received_at, item->>5 AS source
     FROM jsonb_array_elements(%(batch)s::jsonb) AS b(item)
 ), v AS (
-    SELECT m.*, mv, t.ts, (t.ts < %(earliest)s OR t.ts > m.received_at + %(skew)s) AS replaced
+    SELECT m.*, mv, t.ts, (t.ts < %(earliest)s::timestamptz OR t.ts > m.received_at + %(skew)s::interval) AS replaced
     FROM m
     CROSS JOIN LATERAL jsonb_array_elements(m.doc) AS mv
     CROSS JOIN LATERAL (SELECT (mv->>'timestamp')::timestamptz AS ts) AS t
@@ -159,10 +159,25 @@ ON CONFLICT DO NOTHING
 
 def insert_meter_samples(conn: Conn, items: list[MeterSamples], earliest: datetime, skew: timedelta) -> None:
     """Insert every sampled value of many messages in one statement; values already stored are skipped."""
-    if not items:
-        return
+    if items:
+        conn.execute(_INSERT_SAMPLES, {"earliest": earliest, "skew": skew, "batch": _samples_json(items)})
+
+
+_INSERT_SAMPLES_NATIVE = (
+    _INSERT_SAMPLES.replace("%(batch)s", "$1").replace("%(earliest)s", "$2").replace("%(skew)s", "$3").encode()
+)
+
+
+def meter_samples_statement(items: list[MeterSamples], earliest: datetime,
+                            skew: timedelta) -> tuple[bytes, list[bytes | None]]:
+    """The same insert as :func:`insert_meter_samples`, as a query and text parameters for
+    :class:`csms.store.native.NativeConnection` (one autocommit statement)."""
+    return _INSERT_SAMPLES_NATIVE, [_samples_json(items).encode(), earliest.isoformat().encode(),
+                                    f"{skew.total_seconds()} seconds".encode()]
+
+
+def _samples_json(items: list[MeterSamples]) -> str:
     # The whole batch travels as one JSON document: json.dumps runs in C, where adapting arrays of
     # strings would escape every element in Python.
-    batch = json.dumps([[i.station_id, i.connector_id, i.transaction_id, i.meter_values,
-                         i.received_at.isoformat(), i.source] for i in items])
-    conn.execute(_INSERT_SAMPLES, {"earliest": earliest, "skew": skew, "batch": batch})
+    return json.dumps([[i.station_id, i.connector_id, i.transaction_id, i.meter_values,
+                        i.received_at.isoformat(), i.source] for i in items])

@@ -36,6 +36,7 @@ from csms.services.commands import ChargerCommands
 from csms.services.commit import GroupCommitter
 from csms.services.events import EventHub
 from csms.services.journal import Journal
+from csms.services.metrics import OcppMetrics
 from csms.services.payments.service import serve_payments
 from csms.services.push import PushService
 from csms.services.reapers import SessionReaper
@@ -47,7 +48,7 @@ from csms.store.embedded import embedded_server, uri_for_database
 from csms.store.migrations import load_migrations, migrate
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
     from csms.config import Settings
 
@@ -131,6 +132,7 @@ class Csms:
         self.reaper: SessionReaper | None = None
         self.events: EventHub | None = None
         self.push: PushService | None = None
+        self._metrics: list[Callable[[], list[str]]] = []  # GET /metrics sources besides the events hub
         # Loaded (or, in development, created) up front so a bad key fails start-up, not the first login.
         self._signer = settings.token_signer()
         self._vapid_key = settings.vapid_key()
@@ -173,11 +175,13 @@ class Csms:
             committer = GroupCommitter(db, max_batch=s.commit_batch_max, max_wait_s=s.commit_batch_wait_s,
                                        writers=s.commit_writers)
             journal = Journal(db, enabled=s.journal_enabled)
+            deps_metrics = OcppMetrics()
             stations = StationService(db, committer, node_id=self.node_id,
                                       accept_unknown=s.accept_unknown_stations)
             self.stations = stations
             live = LiveSessions()
-            deps = Deps(stations=stations, transactions=TransactionService(committer, live),
+            self._metrics = [deps_metrics.render, committer.render_metrics, journal.render_metrics]
+            deps = Deps(stations=stations, transactions=TransactionService(committer, live), metrics=deps_metrics,
                         heartbeat_interval_s=s.heartbeat_interval_s, vendors=self.vendors)
             gateway = Gateway(s, deps, ROUTES_16, journal)
             self.gateway = gateway
@@ -213,7 +217,7 @@ class Csms:
                 # After the events (it consumes them) and before the API (vapidPublicKey, sendTestPush).
                 self.push = await aux.start(PushService(db, s.push, self._vapid_key, self.events).run)
                 services = ApiServices(db=db, settings=s, signer=self._signer, commands=self.commands,
-                                       events=self.events, push=self.push)
+                                       events=self.events, push=self.push, metrics=list(self._metrics))
                 if s.payments.enabled:
                     # Billing: invoice expiry and reconciliation, and the provider client the API uses.
                     services.extra["payments"] = await aux.start(serve_payments, db, s.payments)

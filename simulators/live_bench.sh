@@ -73,8 +73,11 @@ if [[ $LIVE == 0 ]]; then
     "$REPO/.venv/bin/py-spy" record --pid "$CSMS_PID" --rate 100 --format raw --output "$PROFILE" \
       --duration 20 > /dev/null 2>&1 &
   fi
+  "$PY" -m simulators.ocpp_latency snapshot "http://127.0.0.1:$HTTP_PORT" > "$DATA/metrics-before.txt"
   (cd "$BENCH" && SCENARIOS=${SCENARIOS:-S1} SERVER_PID=$CSMS_PID QUIET_WAIT_S=0 RETRIES=0 \
      ./run.sh "ws://127.0.0.1:$OCPP_PORT/ocpp/" 2>/dev/null | grep -E '^S[0-9]' || echo "${SCENARIOS:-S1} failed")
+  # csms's own read-to-answer latency over the same calls (connections and boots included).
+  "$PY" -m simulators.ocpp_latency report "http://127.0.0.1:$HTTP_PORT" "$DATA/metrics-before.txt"
   echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
   exit 0
 fi

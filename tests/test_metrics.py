@@ -12,7 +12,7 @@ import trio
 from csms.services.metrics import Histogram, LiveMetrics, received_at
 from csms.store.apikeys import create_api_key
 from tests.api.ws_client import LiveApi, start_live_api
-from tests.conftest import make_user
+from tests.conftest import add_station, charger, make_user, node_settings, running_node
 
 if TYPE_CHECKING:
     from csms.store.db import Database
@@ -93,3 +93,19 @@ async def test_metrics_page_for_local_clients_and_admins_only(api: LiveApi, db: 
             assert response.status_code == status, (headers, response.text)
             if status != 200:
                 assert "csms_" not in response.text
+
+
+async def test_metrics_page_shows_the_gateway_and_group_commit(db_url: str) -> None:
+    async with running_node(node_settings(db_url)) as node:
+        await add_station(node, "MET-1")
+        async with charger(node, "MET-1") as cp:
+            for _ in range(5):
+                await cp.call("Heartbeat", {})
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{node.ready.http_port}") as http:
+            text = (await http.get("/metrics")).text
+    values = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    # BootNotification, StatusNotifications and the heartbeats, each timed from read to answer.
+    assert int(values["csms_ocpp_call_seconds_count"]) >= 6
+    assert values['csms_ocpp_call_seconds_bucket{le="+Inf"}'] == values["csms_ocpp_call_seconds_count"]
+    assert int(values["csms_commit_operations_total"]) >= 1  # the status notifications
+    assert int(values["csms_journal_frames_dropped_total"]) == 0

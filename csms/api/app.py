@@ -172,6 +172,8 @@ def create_app(services: ApiServices, *, schema: BaseSchema | None = None) -> Qu
                                 content_type="text/plain; charset=utf-8",
                                 headers={"WWW-Authenticate": "Bearer"} if status == 401 else {})
         lines = services.events.render_metrics() if services.events is not None else []
+        for source in services.metrics:
+            lines += source()
         response = Response("\n".join(lines) + "\n", content_type=METRICS_CONTENT_TYPE)
         response.headers["Cache-Control"] = "no-store"
         return response

@@ -16,6 +16,8 @@ from csms.api.errors import Forbidden, Unauthenticated
 from csms.services.ratelimit import RateLimits
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from csms.api.browser import BrowserSession
     from csms.config import Settings
     from csms.services.commands import ChargerCommands
@@ -93,6 +95,7 @@ class ApiServices:
             (``create_app`` builds it from the settings).
         cookie_secret: signs browser CSRF tokens (``create_app`` fills it from the settings).
         push: web push (the VAPID key, test notifications); None when the push service is not running.
+        metrics: more sources of ``GET /metrics`` lines (the OCPP gateway's, the group commit's).
     """
 
     db: Database
@@ -105,6 +108,7 @@ class ApiServices:
     external_tokens: ExternalTokenVerifier | None = None
     cookie_secret: bytes = b""
     push: PushService | None = None
+    metrics: list[Callable[[], list[str]]] = field(default_factory=list)
 
 
 @dataclass

@@ -53,6 +53,7 @@ class StationConnection:
         self.station_id = station_id
         self.ws = ws
         self._deps = deps
+        self._call_seconds = deps.metrics.call
         self._routes = routes
         self._journal = journal
         self._ping_interval_s = ping_interval_s
@@ -110,6 +111,7 @@ class StationConnection:
             text = await self._receive()
             if text is None:
                 continue
+            read_at = trio.current_time()
             try:
                 frame = codec.parse_frame(text)
             except codec.OcppError as err:
@@ -118,7 +120,7 @@ class StationConnection:
                 continue
             if isinstance(frame, codec.Call):
                 self._journal.record(self.station_id, "in", 2, frame.action, frame.unique_id, text)
-                await self._answer(frame)
+                await self._answer(frame, read_at)
             else:
                 kind = 3 if isinstance(frame, codec.CallResult) else 4
                 self._journal.record(self.station_id, "in", kind, None, frame.unique_id, text)
@@ -127,11 +129,19 @@ class StationConnection:
             # with thousands of mostly idle chargers that is a good share of a connection's memory.
             del text, frame
 
-    async def _answer(self, call: codec.Call) -> None:
+    async def _answer(self, call: codec.Call, read_at: float) -> None:
         remembered = self._answers.get(call.unique_id)
         if remembered is not None:
             await self._send(remembered, 3, call.action, call.unique_id)
             return
+        text, kind = await self._handle(call)
+        # Measured as the answer goes to the socket: after send_all's closing checkpoint it would
+        # include a turn of the scheduler, which is not this call's time.
+        self._call_seconds.observe(trio.current_time() - read_at)
+        await self._send(text, kind, call.action, call.unique_id)
+
+    async def _handle(self, call: codec.Call) -> tuple[str, int]:
+        """The answer to a CALL: a CALLRESULT (kind 3) or a CALLERROR (kind 4)."""
         try:
             codec.validate_request(call.action, call.payload, unique_id=call.unique_id)
             handler = self._routes.get(call.action)
@@ -141,20 +151,17 @@ class StationConnection:
             ctx = CallContext(self.station_id, utcnow(), self._deps)
             result = await handler(ctx, call.payload)
         except codec.OcppError as err:
-            await self._send_error(err, call.action)
-            return
+            return codec.encode_error(err.unique_id, err.code, err.description, err.details), 4
         except Exception:
             # Never a traceback or payload to the charger; it retries transaction messages itself.
             log.exception("%s: %s handler failed", self.station_id, call.action)
-            await self._send_error(codec.OcppError(codec.CallErrorCode.InternalError,
-                                                   "internal error; please retry", unique_id=call.unique_id),
-                                   call.action)
-            return
+            return codec.encode_error(call.unique_id, codec.CallErrorCode.InternalError,
+                                      "internal error; please retry", None), 4
         text = codec.encode_result(call.unique_id, result)
         self._answers[call.unique_id] = text
         if len(self._answers) > _REMEMBERED_ANSWERS:
             self._answers.popitem(last=False)
-        await self._send(text, 3, call.action, call.unique_id)
+        return text, 3
 
     async def _send_error(self, err: codec.OcppError, action: str | None = None) -> None:
         text = codec.encode_error(err.unique_id, err.code, err.description, err.details)

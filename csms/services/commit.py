@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import trio
 
 from csms.services.clock import EARLIEST_PLAUSIBLE, MAX_FUTURE_SKEW
+from csms.services.metrics import counter
 from csms.store.native import NativeConnection, NativeError
 from csms.store.transactions import MeterSamples, insert_meter_samples, meter_samples_statement
 
@@ -193,6 +194,12 @@ class GroupCommitter:
         else:
             for op, result in zip(batch, results, strict=True):
                 op.result = result
+
+    def render_metrics(self) -> list[str]:
+        """Group-commit counters in the Prometheus text format (for ``GET /metrics``)."""
+        return [*counter("csms_commit_batches_total", "Group-commit batches written.", self.batches),
+                *counter("csms_commit_operations_total", "Operations committed by group commit.", self.operations),
+                *counter("csms_commit_busy_seconds_total", "Time spent writing group-commit batches.", self.busy_s)]
 
     @property
     def mean_batch(self) -> float:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from csms.services.metrics import counter
 from csms.store.native import NativeConnection
 
 if TYPE_CHECKING:
@@ -90,6 +91,12 @@ class Journal:
             if closing:
                 self._native.close()
                 return
+
+    def render_metrics(self) -> list[str]:
+        """Journal counters in the Prometheus text format (for ``GET /metrics``)."""
+        return [*counter("csms_journal_frames_written_total", "OCPP frames written to the journal.", self.written),
+                *counter("csms_journal_frames_dropped_total", "OCPP frames not journaled (buffer full or a "
+                         "failed write).", self.dropped)]
 
     async def prune(self, retention_days: int) -> int:
         """Delete journal rows older than the retention period; returns how many."""

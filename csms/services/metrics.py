@@ -135,4 +135,22 @@ class LiveMetrics:
         return [*self.notify.render(), *self.delivery.render()]
 
 
-__all__ = ["LATENCY_BUCKETS", "Histogram", "LiveMetrics", "counter", "gauge", "received_at"]
+class OcppMetrics:
+    """How long chargers wait for csms: every CALL from the frame read to its answer written.
+
+    This is the server's share of what a charger sees (validation, the handler, the durable commit of
+    transaction messages, the write), so the benchmark's round trips can be told apart from the load
+    generator's own delays.
+    """
+
+    def __init__(self) -> None:
+        self.call = Histogram(
+            "csms_ocpp_call_seconds",
+            "Charger CALL read to its answer written (validation, handler, durable commit, write).")
+
+    def render(self) -> list[str]:
+        """The histogram's lines."""
+        return self.call.render()
+
+
+__all__ = ["LATENCY_BUCKETS", "Histogram", "LiveMetrics", "OcppMetrics", "counter", "gauge", "received_at"]

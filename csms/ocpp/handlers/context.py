@@ -6,6 +6,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from csms.services.metrics import OcppMetrics
+
 if TYPE_CHECKING:
     from datetime import datetime
 
@@ -24,6 +26,7 @@ class Deps:
     transactions: TransactionService
     heartbeat_interval_s: int = 300
     vendors: dict[str, VendorHandler] = field(default_factory=dict)
+    metrics: OcppMetrics = field(default_factory=OcppMetrics)
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,12 +35,14 @@ The unique id in an error is the frame's id whenever it could be read, else ``"-
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from importlib import resources
 from typing import Any, Final
 
 import fastjsonschema
+import orjson
 
 __all__ = [
     "CP_TO_CS_ACTIONS",
@@ -278,7 +280,23 @@ def _reject_constant(name: str) -> Any:
 
 
 # One decoder for all frames: json.loads with any keyword builds a new decoder per call (about 1 µs).
-_decode = json.JSONDecoder(parse_constant=_reject_constant).decode
+_json_decode = json.JSONDecoder(parse_constant=_reject_constant).decode
+
+
+# 20 digits in a row (19 after a minus): maybe an integer beyond 64 bits, which orjson reads as a float.
+_LONG_DIGITS = re.compile(r"\d{20}|-\d{19}")
+
+
+def _decode(text: str) -> Any:
+    """orjson (several times faster) where it reads as json does; json for the rest, so every frame means
+    exactly what the standard library says (orjson turns integers beyond 64 bits into floats, and refuses
+    numbers beyond float range, which json reads as infinity; both refuse NaN)."""
+    if _LONG_DIGITS.search(text) is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return _json_decode(text)
 
 
 def _formation(description: str, unique_id: str) -> OcppError:
@@ -355,7 +373,16 @@ def _check_count(count: int, expected: int, unique_id: str) -> None:
 
 # Compact separators: chargers on metered cellular links pay per byte. Non-ASCII stays UTF-8. One encoder
 # for all frames, as json.dumps with keywords builds a new one per call.
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_json_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _dumps(value: Any) -> str:
+    """orjson writes the same compact UTF-8 JSON, faster; json takes what it refuses (integers beyond
+    64 bits), so the output never depends on which one ran."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return _json_dumps(value)
 
 
 def encode_call(unique_id: str, action: str, payload: dict[str, Any]) -> str:

@@ -212,3 +212,31 @@ def test_ocpp_error_carries_its_fields() -> None:
     assert (error.code, error.description) == (CallErrorCode.InternalError, "database down")
     assert (error.details, error.unique_id) == ({}, "-1")
     assert str(CallErrorCode.OccurenceConstraintViolation) == "OccurenceConstraintViolation"
+
+
+@pytest.mark.parametrize("text", [
+    '[2,"big","DataTransfer",{"vendorId":"X","data":"1","n":123456789012345678901234567890}]',  # > 64 bits
+    '[2,"neg","DataTransfer",{"vendorId":"X","n":-9223372036854775809}]',  # below the 64-bit minimum
+    '[2,"huge","DataTransfer",{"vendorId":"X","f":1e400}]',  # beyond float range: inf, as json reads it
+    '[2,"esc","DataTransfer",{"vendorId":"X","data":"\\ud800"}]',  # a lone surrogate escape
+    '[2,"u","Heartbeat",{"b":"\\u00e9\\u4e2d","t":true,"z":null,"f":1.5,"n":-0}]',
+])
+def test_frames_read_exactly_as_the_standard_library_reads_them(text: str) -> None:
+    # The fast decoder hands what it refuses to json, so every frame means what json says it means.
+    frame = parse_frame(text)
+    assert isinstance(frame, Call)
+    assert frame.payload == json.loads(text)[3]
+
+
+def test_nan_and_infinity_are_not_json() -> None:
+    for text in ('[2,"n","Heartbeat",{"x":NaN}]', '[2,"i","Heartbeat",{"x":-Infinity}]'):
+        with pytest.raises(OcppError) as caught:
+            parse_frame(text)
+        assert caught.value.code == CallErrorCode.FormationViolation
+
+
+def test_encoders_write_what_json_writes() -> None:
+    payload = {"status": "Accepted", "n": 2**70, "s": "søm 中", "nested": [1, {"a": None}]}
+    assert json.loads(encode_result("u1", payload)) == [3, "u1", payload]  # 2**70: json's fallback
+    small = {"currentTime": "2026-11-26T00:00:00Z", "interval": 300}
+    assert encode_result("u2", small) == json.dumps([3, "u2", small], separators=(",", ":"), ensure_ascii=False)

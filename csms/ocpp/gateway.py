@@ -86,11 +86,25 @@ class Gateway:
                 async with trio.open_nursery() as accept:
                     await accept.start(partial(trio.serve_listeners, self._handle, listeners,  # type: ignore[misc]
                                                handler_nursery=handlers))
+                    if s.ping_interval_s > 0:
+                        accept.start_soon(self._keep_alive, s.ping_interval_s)
                     task_status.started([ln.transport_listener if isinstance(ln, trio.SSLListener) else ln  # type: ignore[misc]
                                          for ln in listeners])
             # Listener stopped: close every charger with 1001 (going away) so it reconnects elsewhere.
             for conn in list(self._connections.values()):
                 conn.stop(GOING_AWAY, "server shutting down")
+
+    async def _keep_alive(self, interval_s: float) -> None:
+        """Ping quiet chargers and close dead ones: one sweep for all connections every quarter interval.
+
+        One task for the node rather than a timeout per read: a timeout is a cancel scope created for
+        every message, which costs CPU per message and objects that live as long as the charger is quiet.
+        """
+        while True:
+            await trio.sleep(interval_s / 4)
+            now = trio.current_time()
+            for conn in list(self._connections.values()):
+                conn.keep_alive(now)
 
     def stop(self) -> None:
         """Stop accepting and close every connection with 1001."""

@@ -97,7 +97,7 @@ class WebSocket:
         self._pings: dict[bytes, trio.Event] = {}
         self._ping_ids = itertools.count()
         self._reading = False
-        self._read_done = trio.Event()  # set and replaced after every read, for tasks waiting on a reader
+        self._read_done: trio.Event | None = None  # for tasks waiting on a reader: set after its read
         self._closed: ConnectionClosed | None = None
         #: trio.current_time() of the last bytes from the peer (any frame, pongs included).
         self.last_received = trio.current_time()
@@ -139,6 +139,21 @@ class WebSocket:
         self._check_open()
         self._protocol.send_ping(next(self._ping_ids).to_bytes(8, "big"))
         await self._flush()
+
+    def ping_nowait(self) -> None:
+        """Queue a ping and write it now if the socket takes it without waiting, else with the next write.
+
+        Raises:
+            ConnectionClosed: the connection is closing or closed, or the stream broke.
+        """
+        self._check_open()
+        self._protocol.send_ping(next(self._ping_ids).to_bytes(8, "big"))
+        if self._fd is not None and not self._send_lock.locked():
+            chunks = self._protocol_leftover + self._protocol.data_to_send()
+            if chunks and chunks[-1]:
+                unsent = self._write_now(b"".join(chunks))
+                chunks = [unsent] if unsent else []
+            self._protocol_leftover = chunks  # what is left goes first with the next _flush
 
     async def ping(self, timeout_s: float) -> bool:
         """Send a ping and wait up to ``timeout_s`` for its pong, which a task in :meth:`receive_text` reads.
@@ -201,11 +216,13 @@ class WebSocket:
     async def _pump(self) -> None:
         """Read and process one chunk, or wait for the task already reading; failures go to ``_closed``."""
         if self._reading:
+            if self._read_done is None:
+                self._read_done = trio.Event()
             await self._read_done.wait()
             return
         self._reading = True
         try:
-            data = await self._stream.receive_some(RECEIVE_BYTES)
+            data = await self._receive_some()
             self.last_received = trio.current_time()
             if data:
                 self._protocol.receive_data(data)
@@ -221,8 +238,36 @@ class WebSocket:
             pass  # _flush already recorded it
         finally:
             self._reading = False
-            done, self._read_done = self._read_done, trio.Event()
-            done.set()
+            done, self._read_done = self._read_done, None
+            if done is not None:
+                done.set()
+
+    async def _receive_some(self) -> bytes:
+        """The next bytes from the peer (b"" at EOF).
+
+        A plain TCP socket is read directly, like Trio's own receive_some (check for cancellation, try the
+        read, wait for readability only if nothing is there, always yield once) but without its layers of
+        wrappers: each is a coroutine object created per read that lives while the charger is quiet,
+        which with thousands of chargers kept the garbage collector's young generation large and its
+        pauses long (hundreds of milliseconds).
+        """
+        fd = self._fd
+        if fd is None:
+            return bytes(await self._stream.receive_some(RECEIVE_BYTES))
+        await trio.lowlevel.checkpoint_if_cancelled()
+        waited = False
+        while True:
+            try:
+                data = os.read(fd, RECEIVE_BYTES)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(fd)  # a scheduling point
+                waited = True
+                continue
+            except OSError as exc:  # reset by the peer, and the like
+                raise trio.BrokenResourceError(type(exc).__name__) from None
+            if not waited:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            return data
 
     def _handle_frames(self, events: Iterable[Event]) -> None:
         """Queue text messages and match pongs; pings and close frames are answered by the protocol."""
@@ -259,7 +304,7 @@ class WebSocket:
     async def _flush(self) -> None:
         """Write whatever the protocol queued, in order, under the send lock; ConnectionClosed if it breaks."""
         lock = self._send_lock
-        if not self._protocol.writes and not lock.locked():
+        if not self._protocol.writes and not self._protocol_leftover and not lock.locked():
             # Nothing queued (the common case after a read): skip the lock, which would cost a checkpoint.
             return
         unsent = b""
@@ -267,22 +312,15 @@ class WebSocket:
             # Fast path: nobody else is sending, so write straight to the socket without a turn of the
             # scheduler (send_all costs one, plus its wrappers: ~10% of csms's CPU under load). The
             # reader still yields at every receive, so a busy charger cannot starve the others.
-            chunks = self._protocol.data_to_send()
+            chunks = self._protocol_leftover + self._protocol.data_to_send()
+            self._protocol_leftover = []
             if not chunks:
                 return
-            payload = b"".join(chunks)
             if chunks[-1]:  # no end-of-stream marker (see below): the usual case
-                try:
-                    written = os.write(self._fd, payload)
-                except BlockingIOError:
-                    written = 0
-                except OSError as exc:
-                    self._finish(ConnectionClosed(ABNORMAL_CLOSURE, type(exc).__name__))
-                    assert self._closed is not None
-                    raise self._closed from None
-                if written == len(payload):
+                unsent = self._write_now(b"".join(chunks))
+                if not unsent:
                     return
-                unsent = payload[written:]  # the socket buffer is full: wait for room, in order
+                # The socket buffer is full: wait for room below, in order.
             else:
                 self._protocol_leftover = chunks
         try:
@@ -290,7 +328,7 @@ class WebSocket:
         except trio.WouldBlock:
             await lock.acquire()
         try:
-            chunks = self._protocol_leftover or self._protocol.data_to_send()
+            chunks = self._protocol_leftover + self._protocol.data_to_send()
             self._protocol_leftover = []
             if unsent:
                 chunks = [unsent, *chunks] if chunks else [unsent]
@@ -310,6 +348,20 @@ class WebSocket:
                 raise self._closed from None
         finally:
             lock.release()
+
+    def _write_now(self, payload: bytes) -> bytes:
+        """Write what the socket takes without waiting (the caller holds no lock, but nobody else writes);
+        returns the rest."""
+        assert self._fd is not None
+        try:
+            written = os.write(self._fd, payload)
+        except BlockingIOError:
+            written = 0
+        except OSError as exc:
+            self._finish(ConnectionClosed(ABNORMAL_CLOSURE, type(exc).__name__))
+            assert self._closed is not None
+            raise self._closed from None
+        return payload[written:]
 
     def _check_open(self) -> None:
         """Raise ConnectionClosed unless messages can still be sent."""

@@ -56,6 +56,20 @@ async def test_peer_that_never_answers_pings_is_closed(db_url: str) -> None:
         await stream.aclose()
 
 
+async def test_quiet_peer_that_answers_pings_stays_connected(db_url: str) -> None:
+    async with running_node(node_settings(db_url, ping_interval_s=0.2)) as node:
+        await node.db.run(store_add_station, "LIFE-2", None)
+        url = f"ws://127.0.0.1:{node.ready.ocpp_port}/ocpp/LIFE-2"
+        async with trio_websocket.open_websocket_url(url, subprotocols=["ocpp1.6"]) as ws:
+            # trio-websocket answers pings while it reads; nothing else is sent for 5 ping intervals.
+            with trio.move_on_after(1.0):
+                await ws.get_message()
+            assert node.csms.gateway is not None and node.csms.gateway.connected_ids == ["LIFE-2"]
+            await ws.send_message('[2,"q1","Heartbeat",{}]')
+            with trio.fail_after(5):
+                assert '"q1"' in await ws.get_message()
+
+
 async def test_tls_security_profile_2(db_url: str, tmp_path: object) -> None:
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1")

@@ -153,8 +153,8 @@ class Settings:
     max_frame_bytes: int = 65536
     # Group commit: a batch closes at this many operations or after this long, whichever comes first.
     commit_batch_max: int = 500
-    commit_batch_wait_s: float = 0.002
-    commit_writers: int = 3
+    commit_batch_wait_s: float = 0.0
+    commit_writers: int = 2
     journal_enabled: bool = True
     journal_retention_days: int = 30
     shutdown_grace_s: float = 10.0

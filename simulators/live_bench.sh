@@ -8,12 +8,16 @@
 #   LIVE=0 simulators/live_bench.sh                # S1 alone on the same setup, for comparison
 #   LIVE=0 SCENARIOS=S2 S2_CONNS=10000 simulators/live_bench.sh   # any harness scenario against this setup
 #
-# Layout (as the harness expects): csms pinned to core 0, its embedded PostgreSQL unpinned, the harness's
-# load generator and this benchmark's clients on core 1. Run from a fresh clone after `./dev test` (or
-# any command that created .venv). Everything it starts is stopped at the end. About 90 s per run.
+# Layout (as the harness expects): csms pinned to core 0; the harness's load generator, this benchmark's
+# clients and csms's embedded PostgreSQL on core 1 (a database is a separate service: it must not take
+# the server's core; PG_CORES=0-1 leaves it unpinned). With LIVE=0, csms's own read-to-answer p50/p99
+# (from GET /metrics, boots included) is printed as a SERVER line under the harness's. Run from a fresh
+# clone after `./dev test` (or any command that created .venv). Everything it starts is stopped at the
+# end. About 90 s per run.
 #
 # Knobs (defaults): BENCH=<a set-up copy of shared/bench> SESSIONS=100 SUBSCRIBERS=1000 INTERVAL=1
 #   WARMUP=6 DURATION=18 S1=1 OCPP_PORT=9300 HTTP_PORT=8300 DATA=<new temp dir> EXTRA_ENV=<env for csms>
+#   PG_CORES=1 LOG_LEVEL=WARNING (csms's, into $DATA/csms.log) SCENARIOS=S1 (with LIVE=0)
 #   PROFILE=<file>: record csms with py-spy during the run (collapsed stacks; `pip install py-spy`)
 #   KEEP_DATA=1: keep the database in $DATA/var (csms.log, live.txt and live.log are always kept)
 set -euo pipefail
@@ -53,7 +57,7 @@ trap cleanup EXIT
 chmod 600 "$DATA/api-key"
 # The embedded PostgreSQL is started unpinned first, so csms (pinned to core 0) does not pin it too;
 # forgetting the starter as an owner lets the csms that adopts it stop it at the end.
-taskset -c "${PG_CORES:-0-1}" "$PY" -c "from pathlib import Path; from csms.store.embedded import start_embedded; start_embedded(Path('$CSMS_DATA_DIR/pg'))" 2>/dev/null
+taskset -c "${PG_CORES:-1}" "$PY" -c "from pathlib import Path; from csms.store.embedded import start_embedded; start_embedded(Path('$CSMS_DATA_DIR/pg'))" 2>/dev/null
 echo '[]' > "$CSMS_DATA_DIR/pg/csms-owners.json"
 
 # Registering a thousand drivers from one address would hit the per-IP limit of a production setup.

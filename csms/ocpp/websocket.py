@@ -203,6 +203,8 @@ class WebSocket:
                     pass
             if self._closed is None:
                 self._finish(ConnectionClosed(code, reason))
+            # No direct read or write after this: once closed, the number may name another socket.
+            self._fd = None
             await trio.aclose_forcefully(self._stream)
 
     def _send_close(self, code: int, reason: str) -> None:
@@ -251,12 +253,16 @@ class WebSocket:
         which with thousands of chargers kept the garbage collector's young generation large and its
         pauses long (hundreds of milliseconds).
         """
-        fd = self._fd
-        if fd is None:
+        if self._fd is None:
             return bytes(await self._stream.receive_some(RECEIVE_BYTES))
         await trio.lowlevel.checkpoint_if_cancelled()
         waited = False
         while True:
+            # Read self._fd again after every wait: close() clears it before closing the socket, and
+            # nothing runs between this check and the read, so the number never names another socket.
+            fd = self._fd
+            if fd is None:
+                raise trio.ClosedResourceError("the connection was closed")
             try:
                 data = os.read(fd, RECEIVE_BYTES)
             except BlockingIOError:

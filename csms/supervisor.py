@@ -133,6 +133,7 @@ class Csms:
         self.events: EventHub | None = None
         self.push: PushService | None = None
         self._metrics: list[Callable[[], list[str]]] = []  # GET /metrics sources besides the events hub
+        self._transactions: TransactionService | None = None
         # Loaded (or, in development, created) up front so a bad key fails start-up, not the first login.
         self._signer = settings.token_signer()
         self._vapid_key = settings.vapid_key()
@@ -181,7 +182,8 @@ class Csms:
             self.stations = stations
             live = LiveSessions()
             self._metrics = [deps_metrics.render, committer.render_metrics, journal.render_metrics]
-            deps = Deps(stations=stations, transactions=TransactionService(committer, live), metrics=deps_metrics,
+            self._transactions = TransactionService(committer, live)
+            deps = Deps(stations=stations, transactions=self._transactions, metrics=deps_metrics,
                         heartbeat_interval_s=s.heartbeat_interval_s, vendors=self.vendors)
             gateway = Gateway(s, deps, ROUTES_16, journal)
             self.gateway = gateway
@@ -214,6 +216,9 @@ class Csms:
                 # Before the API, so that the first subscription already has its events; when it stops
                 # (with the API), open subscription sockets close with 1001.
                 self.events = await aux.start(EventHub(db.dsn, capacity=s.events_buffer).run)
+                # Live-session updates reach this process's subscribers as they commit (no NOTIFY trip).
+                assert self._transactions is not None
+                self._transactions.publish_committed = self.events.publish_committed
                 # After the events (it consumes them) and before the API (vapidPublicKey, sendTestPush).
                 self.push = await aux.start(PushService(db, s.push, self._vapid_key, self.events).run)
                 services = ApiServices(db=db, settings=s, signer=self._signer, commands=self.commands,

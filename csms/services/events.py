@@ -58,6 +58,23 @@ KEY_FIELDS: dict[str, str] = {
     "invoice": "invoice_id",
 }
 DEFAULT_CAPACITY = 64
+# How many payloads each path of publish_committed remembers: the other path comes within a few turns of
+# the event loop, so only the most recent few matter; the oldest are forgotten first.
+_RECENT_PAYLOADS = 4096
+
+
+def _remember(recent: OrderedDict[str, None], payload: str) -> None:
+    recent[payload] = None
+    if len(recent) > _RECENT_PAYLOADS:
+        recent.popitem(last=False)
+
+
+def _take(recent: OrderedDict[str, None], payload: str) -> bool:
+    """Whether ``payload`` was remembered (and forget it)."""
+    if payload in recent:
+        del recent[payload]
+        return True
+    return False
 
 
 @dataclass
@@ -95,6 +112,9 @@ class EventHub:
         self._loads: OrderedDict[tuple[str, str], _Load] = OrderedDict()
         self._max_loads = max_shared_loads
         self.metrics = LiveMetrics()  # how old events are on arrival and on delivery (GET /metrics)
+        # For publish_committed: payloads delivered by one path whose other path has not come yet.
+        self._committed_here: OrderedDict[str, None] = OrderedDict()
+        self._notified: OrderedDict[str, None] = OrderedDict()
 
     # -- subscribers -----------------------------------------------------------------------------
 
@@ -177,6 +197,19 @@ class EventHub:
             event = Event(topic, "", {}, self.seq, resync=True)
             for watcher in watchers:
                 watcher.offer(event)
+
+    def publish_committed(self, payload: str) -> None:
+        """Deliver a change this process has just committed, without waiting for its NOTIFY.
+
+        The NOTIFY still arrives (it is what other processes get), before or after this call: its payload
+        is the same text, so whichever comes second is recognised and dropped. Order stays right for
+        subscribers: a session event older than the state a subscriber has is not applied (it reads the
+        session instead).
+        """
+        if _take(self._notified, payload):
+            return  # the NOTIFY won the race and was delivered already
+        _remember(self._committed_here, payload)
+        self._dispatch(payload)
 
     def _dispatch(self, payload: str) -> None:
         try:
@@ -316,8 +349,15 @@ class EventHub:
         while not conn.closed:
             await trio.lowlevel.wait_readable(conn.fileno())
             for note in conn.notifies(timeout=0):
-                self.received += 1
-                self._dispatch(note.payload)
+                self.notified(note.payload)
+
+    def notified(self, payload: str) -> None:
+        """Deliver a notification read from PostgreSQL (unless publish_committed delivered it already)."""
+        self.received += 1
+        if _take(self._committed_here, payload):
+            return
+        _remember(self._notified, payload)
+        self._dispatch(payload)
 
     async def _close(self, conn: psycopg.Connection[Any]) -> None:
         self.listener_pid = None

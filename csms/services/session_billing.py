@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from csms.services.tariffs import Price, energy_cost
@@ -70,14 +71,15 @@ def limit_reached(row: SessionRow, energy_wh: int) -> bool:
     return energy_cost(energy_wh, price_of(row)) >= row.hold_tyiyn
 
 
-def notify_session(conn: Conn, row: SessionRow, status: str, received_at: datetime | None = None) -> None:
+def notify_session(conn: Conn, row: SessionRow, status: str, received_at: datetime | None = None) -> str | None:
     """Publish a session change (delivered when the caller's transaction commits).
 
     The event carries the row's new state, so ``sessionUpdated`` subscribers need no read; the status is
     read from the row too (the caller has just written ``status``). ``received_at`` is when the charger
     message behind the change arrived, for the live-latency metrics.
     """
-    session_events.notify_session(conn, row.id, int(received_at.timestamp() * 1_000_000) if received_at else None)
+    return session_events.notify_session(conn, row.id,
+                                         int(received_at.timestamp() * 1_000_000) if received_at else None)
 
 
 def fail(conn: Conn, row: SessionRow, reason: str) -> bool:
@@ -168,16 +170,28 @@ def link_start(conn: Conn, row: SessionRow, station_id: str, connector_id: int, 
     return True
 
 
-def apply_reading(conn: Conn, row: SessionRow, reading: Reading, received_at: datetime | None = None) -> bool:
+@dataclass(frozen=True, slots=True)
+class ReadingApplied:
+    """What :func:`apply_reading` did: whether to send RemoteStop, and the change event it published."""
+
+    stop: bool
+    event: str | None
+
+
+_UNCHANGED = ReadingApplied(False, None)
+
+
+def apply_reading(conn: Conn, row: SessionRow, reading: Reading, received_at: datetime | None = None
+                  ) -> ReadingApplied:
     """Update live energy, power, SoC and cost from a MeterValues; switch to ``stopping`` at the limit.
 
     Energy only grows (a replayed older message cannot lower it) and power/SoC only move forward in the
-    charger's time. Returns True when this reading reached the limit: the caller sends RemoteStop, once,
-    because only this transition from ``charging`` returns True. ``received_at`` (when csms received
+    charger's time. ``stop`` is True when this reading reached the limit: the caller sends RemoteStop,
+    once, because only this transition from ``charging`` sets it. ``received_at`` (when csms received
     the MeterValues) travels in the change event, for the live-latency metrics.
     """
     if row.status not in ("charging", "stopping") or row.meter_start_wh is None:
-        return False
+        return _UNCHANGED
     energy = row.energy_wh
     fields: dict[str, object] = {}
     if reading.register_wh is not None and reading.register_wh - row.meter_start_wh > energy:
@@ -196,10 +210,9 @@ def apply_reading(conn: Conn, row: SessionRow, reading: Reading, received_at: da
     if stop:
         fields.update(status="stopping", stop_requested_at=_now(conn), stop_reason="LimitReached")
     if not fields:
-        return False
+        return _UNCHANGED
     store.update_session(conn, row.id, **fields)
-    notify_session(conn, row, "stopping" if stop else row.status, received_at)
-    return stop
+    return ReadingApplied(stop, notify_session(conn, row, "stopping" if stop else row.status, received_at))
 
 
 def request_stop(conn: Conn, row: SessionRow, reason: str) -> bool:

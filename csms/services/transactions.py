@@ -30,6 +30,7 @@ from csms.store import transactions as store
 from csms.store.transactions import MeterSamples
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from datetime import datetime
 
     from csms.services.commit import GroupCommitter
@@ -53,6 +54,9 @@ class TransactionService:
     def __init__(self, committer: GroupCommitter, live: LiveSessions | None = None) -> None:
         self.committer = committer
         self.live = live if live is not None else LiveSessions()
+        #: Hands a committed change event to this process's subscribers (``EventHub.publish_committed``);
+        #: set once the events hub runs. Without it, they get the event through NOTIFY alone.
+        self.publish_committed: Callable[[str], None] | None = None
 
     async def start(self, station_id: str, payload: dict[str, Any], received_at: datetime) -> StartResult:
         """Record a StartTransaction and allocate (or find) its transaction id."""
@@ -167,11 +171,14 @@ class TransactionService:
             return
         tx_id = int(tx)
 
-        def write(conn: Conn) -> StopRequest | None:
+        def write(conn: Conn) -> tuple[StopRequest | None, str | None]:
             return _session_reading(conn, station_id, tx_id, payload["meterValue"], received_at)
 
         # Urgent: a driver may be watching this session live (GroupCommitter's urgent lane).
-        stop = await self.committer.submit(write, [samples], urgent=True)
+        stop, event = await self.committer.submit(write, [samples], urgent=True)
+        if event is not None and self.publish_committed is not None:
+            # Committed: this process's subscribers get it now rather than after NOTIFY's round trip.
+            self.publish_committed(event)
         if stop is not None:
             self.live.request_stop(stop)
 
@@ -197,17 +204,18 @@ def _bill_session(conn: Conn, station_id: str, tx_id: int, meter_stop_wh: int, s
 
 
 def _session_reading(conn: Conn, station_id: str, tx_id: int, meter_value: list[dict[str, Any]],
-                     received_at: datetime) -> StopRequest | None:
-    """Apply a MeterValues to its session; a RemoteStop to queue when it reached the limit."""
+                     received_at: datetime) -> tuple[StopRequest | None, str | None]:
+    """Apply a MeterValues to its session: a RemoteStop to queue when it reached the limit, and the
+    change event it published (None for either when there is none)."""
     try:
         # Live values are not what bills (StopTransaction is): a failure here is logged, and must not
         # fail the meter samples committed with it.
         with conn.transaction():
             session = session_store.lock_session_by_transaction(conn, station_id, tx_id)
             if session is None:
-                return None
-            if billing.apply_reading(conn, session, read_meter_values(meter_value), received_at):
-                return StopRequest(session.id, station_id, tx_id)
+                return None, None
+            applied = billing.apply_reading(conn, session, read_meter_values(meter_value), received_at)
+            return StopRequest(session.id, station_id, tx_id) if applied.stop else None, applied.event
     except Exception:
         log.exception("updating the session of transaction %d on %s failed", tx_id, station_id)
-    return None
+    return None, None

@@ -33,25 +33,30 @@ _OPTIONAL_INTS = ("transaction_id", "power_w", "soc", "charged_tyiyn")
 _OPTIONAL_TEXTS = ("stop_reason", "failure_reason")
 _OPTIONAL_TIMES = ("started_at", "ended_at")
 
-_NOTIFY = f"""SELECT pg_notify(%(channel)s, json_build_object(
+_NOTIFY = f"""SELECT e.payload, pg_notify(%(channel)s, e.payload) FROM (SELECT json_build_object(
     'topic', 'session', 'session_id', s.id, 'user_id', s.user_id, 'station_id', s.station_id,
     'status', s.status, 'received_us', %(received_us)s::bigint,
     'state', json_build_object(
         'version', (extract(epoch FROM clock_timestamp()) * 1000000)::bigint,
         'status', s.status, 'updated_at', s.updated_at,
         {", ".join(f"'{name}', s.{name}" for name in (*_INTS, *_OPTIONAL_INTS, *_OPTIONAL_TEXTS, *_OPTIONAL_TIMES))}
-    ))::text)
-    FROM charging_sessions s WHERE s.id = %(session_id)s"""
+    ))::text AS payload
+    FROM charging_sessions s WHERE s.id = %(session_id)s) AS e"""
 
 
-def notify_session(conn: Conn, session_id: str, received_us: int | None = None) -> None:
+def notify_session(conn: Conn, session_id: str, received_us: int | None = None) -> str | None:
     """Publish the ``session`` event of a session the caller has changed and holds locked.
 
     Args:
         received_us: when csms received the charger message behind the change (epoch microseconds),
             for the live-latency metrics; None for changes no charger message caused.
+
+    Returns:
+        The notification's payload (None for an unknown session), so that the writer may hand it to
+        this process's subscribers as soon as it commits (``EventHub.publish_committed``).
     """
-    conn.execute(_NOTIFY, {"channel": CHANNEL, "received_us": received_us, "session_id": session_id})
+    row = conn.execute(_NOTIFY, {"channel": CHANNEL, "received_us": received_us, "session_id": session_id}).fetchone()
+    return str(row[0]) if row else None
 
 
 def read_session(conn: Conn, session_id: str) -> tuple[int, SessionView] | None:

@@ -33,6 +33,23 @@ async def test_events_reach_only_the_subscribers_of_their_object() -> None:
     assert hub.subscriber_count == 0
 
 
+async def test_a_change_published_as_committed_is_delivered_once_whichever_path_comes_first() -> None:
+    hub = EventHub(None)
+    first = '{"topic": "session", "session_id": "S", "state": {"version": 1}}'
+    second = '{"topic": "session", "session_id": "S", "state": {"version": 2}}'
+    with hub.subscribe(("session", "S")) as sub, hub.subscribe_topics("session") as watcher:
+        hub.publish_committed(first)  # the writer, right after its commit ...
+        hub.notified(first)  # ... then its own NOTIFY: not delivered again
+        hub.notified(second)  # the NOTIFY first this time ...
+        hub.publish_committed(second)  # ... then the writer: not delivered again
+        hub.notified('{"topic": "session", "session_id": "S", "state": {"version": 3}}')  # another process
+        versions = [(await watcher.receive()).data["state"]["version"] for _ in range(3)]
+        assert versions == [1, 2, 3] and watcher.pending == 0
+        assert (await sub.receive()).data["state"]["version"] == 3  # coalesced: the latest
+        assert sub.pending == 0
+    assert hub.received == 3
+
+
 async def test_unknown_topics_and_keyless_payloads_are_dropped() -> None:
     hub = EventHub(None)
     with hub.subscribe(("station_status", "A")) as sub:

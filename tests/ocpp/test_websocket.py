@@ -123,6 +123,26 @@ async def test_accepts_with_the_supported_subprotocol_and_echoes_text() -> None:
     assert server.closed[0].code == 1000  # the client's close, seen by the reader
 
 
+async def test_sends_larger_than_the_socket_buffer_arrive_whole_and_in_order() -> None:
+    # The direct write takes what the socket buffer holds; the rest waits for room behind the send lock,
+    # and messages sent meanwhile by other tasks queue after it.
+    big = [f"{i}:" + "x" * 900_000 for i in range(12)]  # ~11 MB: more than the socket buffers hold
+
+    async def send_many(ws: WebSocket) -> None:
+        for i in range(0, len(big), 2):
+            await ws.send_text(big[i])  # taken whole by the socket, or partly and the rest waits for room
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(ws.send_text, big[i + 1])
+        await ws.send_text("done")
+        await ws.receive_text()
+
+    async with serve(send_many) as server, connect(server) as client:
+        await trio.sleep(0.3)  # not reading yet: the buffers fill up and the server must wait for room
+        with trio.fail_after(10):
+            got = [await client.get_message() for _ in range(len(big) + 1)]
+        assert got == [*big, "done"]
+
+
 async def test_without_a_supported_subprotocol_the_handshake_completes_without_one() -> None:
     async def close_if_unsupported(ws: WebSocket) -> None:
         assert ws.subprotocol is None

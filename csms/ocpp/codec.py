@@ -35,7 +35,6 @@ The unique id in an error is the frame's id whenever it could be read, else ``"-
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from importlib import resources
@@ -283,20 +282,20 @@ def _reject_constant(name: str) -> Any:
 _json_decode = json.JSONDecoder(parse_constant=_reject_constant).decode
 
 
-# 20 digits in a row (19 after a minus): maybe an integer beyond 64 bits, which orjson reads as a float.
-_LONG_DIGITS = re.compile(r"\d{20}|-\d{19}")
-
-
 def _decode(text: str) -> Any:
-    """orjson (several times faster) where it reads as json does; json for the rest, so every frame means
-    exactly what the standard library says (orjson turns integers beyond 64 bits into floats, and refuses
-    numbers beyond float range, which json reads as infinity; both refuse NaN)."""
-    if _LONG_DIGITS.search(text) is None:
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:
-            pass
-    return _json_decode(text)
+    """orjson (three times faster than json); json for what orjson refuses.
+
+    The two read every JSON document the same way except numbers: orjson refuses numbers beyond float
+    range (json reads them as infinity: the fallback keeps that) and reads integers beyond 64 bits as
+    floats (json keeps them exact). No OCPP 1.6 field can hold such an integer, and as a float it fails
+    an ``integer`` field's schema with TypeConstraintViolation, a better answer than the database error
+    it used to become. Spotting those integers first would cost more than parsing (a regular expression
+    over the frame: ~25 µs against orjson's ~3 µs for a MeterValues).
+    """
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return _json_decode(text)
 
 
 def _formation(description: str, unique_id: str) -> OcppError:

@@ -52,6 +52,12 @@ async def test_internal_error_when_database_refuses(node: Node) -> None:
         assert answer[:3] == [4, "big", "InternalError"]
         assert "Traceback" not in answer[3]
         assert "currentTime" in await cp.call("Heartbeat", {})
+        # Beyond 64 bits (read as a float by the fast JSON decoder): the same answer, nothing stored.
+        for number in ("123456789012345678901234567890", "-9223372036854775809"):
+            text = json.dumps([2, "huge", "MeterValues", payload]).replace('"connectorId": 1', f'"connectorId": {number}')
+            answer = json.loads(await cp.send_raw(text))
+            assert answer[:3] == [4, "huge", "InternalError"]
+        assert "currentTime" in await cp.call("Heartbeat", {})
 
 
 async def test_bad_frames_do_not_affect_other_stations(node: Node) -> None:

@@ -41,7 +41,8 @@ from importlib import resources
 from typing import Any, Final
 
 import fastjsonschema
-import orjson
+
+from csms.ocpp.jsonio import dumps, loads
 
 __all__ = [
     "CP_TO_CS_ACTIONS",
@@ -273,31 +274,6 @@ def validate_response(action: str, payload: dict[str, Any], *, unique_id: str = 
         raise _schema_error(exc, unique_id) from None
 
 
-def _reject_constant(name: str) -> Any:
-    """``parse_constant`` hook: JSON has no NaN or Infinity, so a frame using them is malformed."""
-    raise ValueError(f"{name} is not JSON")
-
-
-# One decoder for all frames: json.loads with any keyword builds a new decoder per call (about 1 µs).
-_json_decode = json.JSONDecoder(parse_constant=_reject_constant).decode
-
-
-def _decode(text: str) -> Any:
-    """orjson (three times faster than json); json for what orjson refuses.
-
-    The two read every JSON document the same way except numbers: orjson refuses numbers beyond float
-    range (json reads them as infinity: the fallback keeps that) and reads integers beyond 64 bits as
-    floats (json keeps them exact). No OCPP 1.6 field can hold such an integer, and as a float it fails
-    an ``integer`` field's schema with TypeConstraintViolation, a better answer than the database error
-    it used to become. Spotting those integers first would cost more than parsing (a regular expression
-    over the frame: ~25 µs against orjson's ~3 µs for a MeterValues).
-    """
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return _json_decode(text)
-
-
 def _formation(description: str, unique_id: str) -> OcppError:
     """Build the error for a frame that does not conform to the OCPP-J PDU structure."""
     return OcppError(CallErrorCode.FormationViolation, description, unique_id=unique_id)
@@ -317,7 +293,7 @@ def parse_frame(text: str | bytes) -> Call | CallResult | CallError:
             frame's unique id when it could be read, else ``"-1"``.
     """
     try:
-        msg = _decode(text.decode() if isinstance(text, bytes) else text)
+        msg = loads(text.decode() if isinstance(text, bytes) else text)
     except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise _formation("message is not valid JSON", UNKNOWN_ID) from None
     if type(msg) is not list or not msg:
@@ -370,20 +346,6 @@ def _check_count(count: int, expected: int, unique_id: str) -> None:
         raise _formation(f"frame has {count} elements, expected {expected}", unique_id)
 
 
-# Compact separators: chargers on metered cellular links pay per byte. Non-ASCII stays UTF-8. One encoder
-# for all frames, as json.dumps with keywords builds a new one per call.
-_json_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-
-
-def _dumps(value: Any) -> str:
-    """orjson writes the same compact UTF-8 JSON, faster; json takes what it refuses (integers beyond
-    64 bits), so the output never depends on which one ran."""
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:
-        return _json_dumps(value)
-
-
 def encode_call(unique_id: str, action: str, payload: dict[str, Any]) -> str:
     """Encode a CALL.
 
@@ -398,12 +360,12 @@ def encode_call(unique_id: str, action: str, payload: dict[str, Any]) -> str:
     Raises:
         TypeError: the payload holds something JSON cannot encode (the same for the other encoders).
     """
-    return _dumps([_CALL, unique_id, action, payload])
+    return dumps([_CALL, unique_id, action, payload])
 
 
 def encode_result(unique_id: str, payload: dict[str, Any]) -> str:
     """Encode a CALLRESULT answering the CALL with ``unique_id``; see :func:`encode_call`."""
-    return _dumps([_CALL_RESULT, unique_id, payload])
+    return dumps([_CALL_RESULT, unique_id, payload])
 
 
 def encode_error(unique_id: str, code: str, description: str = "", details: dict[str, Any] | None = None) -> str:
@@ -418,4 +380,4 @@ def encode_error(unique_id: str, code: str, description: str = "", details: dict
     Returns:
         The text message to send.
     """
-    return _dumps([_CALL_ERROR, unique_id, str(code), description, details or {}])
+    return dumps([_CALL_ERROR, unique_id, str(code), description, details or {}])

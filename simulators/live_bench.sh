@@ -18,7 +18,8 @@
 # Knobs (defaults): BENCH=<a set-up copy of shared/bench> SESSIONS=100 SUBSCRIBERS=1000 INTERVAL=1
 #   WARMUP=6 DURATION=18 S1=1 OCPP_PORT=9300 HTTP_PORT=8300 DATA=<new temp dir> EXTRA_ENV=<env for csms>
 #   PG_CORES=1 LOG_LEVEL=WARNING (csms's, into $DATA/csms.log) SCENARIOS=S1 (with LIVE=0)
-#   PROFILE=<file>: record csms with py-spy during the run (collapsed stacks; `pip install py-spy`)
+#   PROFILE=<file>: record csms with py-spy during the run (collapsed stacks; `pip install py-spy`;
+#     PROFILE_RATE samples per second, default 100)
 #   KEEP_DATA=1: keep the database in $DATA/var (csms.log, live.txt and live.log are always kept)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -74,7 +75,7 @@ done
 echo "# $(date -u +%FT%TZ) csms pid $CSMS_PID, data $DATA; load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 if [[ $LIVE == 0 ]]; then
   if [[ -n ${PROFILE:-} ]]; then
-    "$REPO/.venv/bin/py-spy" record --pid "$CSMS_PID" --rate 100 --format raw --output "$PROFILE" \
+    "$REPO/.venv/bin/py-spy" record --pid "$CSMS_PID" --rate "${PROFILE_RATE:-100}" --format raw --output "$PROFILE" \
       --duration 20 > /dev/null 2>&1 &
   fi
   "$PY" -m simulators.ocpp_latency snapshot "http://127.0.0.1:$HTTP_PORT" > "$DATA/metrics-before.txt"
@@ -95,7 +96,7 @@ while [[ ! -f $DATA/ready ]]; do
   sleep 0.2
 done
 if [[ -n ${PROFILE:-} ]]; then
-  "$REPO/.venv/bin/py-spy" record --pid "$CSMS_PID" --rate 100 --format raw --output "$PROFILE" \
+  "$REPO/.venv/bin/py-spy" record --pid "$CSMS_PID" --rate "${PROFILE_RATE:-100}" --format raw --output "$PROFILE" \
     --duration "$(awk "BEGIN{printf \"%d\", $WARMUP + $DURATION}")" > /dev/null 2>&1 &
 fi
 if [[ $S1 == 1 ]]; then

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import trio
 
 from csms.services.clock import EARLIEST_PLAUSIBLE, MAX_FUTURE_SKEW
-from csms.services.metrics import counter
+from csms.services.metrics import Histogram, counter
 from csms.store.native import NativeConnection, NativeError
 from csms.store.transactions import MeterSamples, insert_meter_samples, meter_samples_statement
 
@@ -84,6 +84,10 @@ class GroupCommitter:
         self.batches = 0
         self.operations = 0
         self.busy_s = 0.0  # time spent writing batches (for /metrics and benchmarks)
+        self.batch_seconds = Histogram("csms_commit_batch_seconds",
+                                       "Time to write and commit one group-commit batch (all lanes).")
+        self.wait_seconds = Histogram("csms_commit_wait_seconds",
+                                      "Time an operation waited for its commit: queue and batch (all lanes).")
 
     async def submit(self, fn: Callable[[Conn], T] | None, rows: list[MeterSamples] | None = None, *,
                      urgent: bool = False) -> T:
@@ -104,11 +108,13 @@ class GroupCommitter:
         """
         op: _Op[T] = _Op(fn, rows or [])
         send = self._urgent_send if urgent else self._samples_send if fn is None else self._send
+        queued = trio.current_time()
         try:
             send.send_nowait(op)  # no checkpoint on the common path: done.wait() is one anyway
         except trio.WouldBlock:
             await send.send(op)
         await op.done.wait()
+        self.wait_seconds.observe(trio.current_time() - queued)
         if op.error is not None:
             raise CommitError(str(op.error)) from op.error
         return op.result  # type: ignore[no-any-return]
@@ -182,6 +188,7 @@ class GroupCommitter:
         self.batches += 1
         self.operations += size
         self.busy_s += elapsed
+        self.batch_seconds.observe(elapsed)
         if elapsed > 0.5:
             log.warning("group commit of %d operations took %.0f ms", size, elapsed * 1000)
         for op in batch:
@@ -206,7 +213,8 @@ class GroupCommitter:
         """Group-commit counters in the Prometheus text format (for ``GET /metrics``)."""
         return [*counter("csms_commit_batches_total", "Group-commit batches written.", self.batches),
                 *counter("csms_commit_operations_total", "Operations committed by group commit.", self.operations),
-                *counter("csms_commit_busy_seconds_total", "Time spent writing group-commit batches.", self.busy_s)]
+                *counter("csms_commit_busy_seconds_total", "Time spent writing group-commit batches.", self.busy_s),
+                *self.batch_seconds.render(), *self.wait_seconds.render()]
 
     @property
     def mean_batch(self) -> float:

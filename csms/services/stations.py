@@ -1,13 +1,21 @@
 """Stations: who may connect, what they report about themselves, and id tag authorisation.
 
 Heartbeats and last-seen times are not billing-relevant, so they live in memory and a flusher writes
-them every few seconds (DESIGN.md "Hot paths"); status notifications go through group commit.
+them every second (DESIGN.md "Hot paths"); status notifications go through group commit.
+
+A station's ``last_seen`` is written at most once per :data:`LAST_SEEN_RESOLUTION_S`. Writing every
+station heard from in the last flush interval made, with 10,000 chargers, an UPDATE of ~5,000 rows
+every 5 s; that statement competed with the group commit for the database's core and its WAL
+flushes, and was what lifted the 10,000-charger benchmark's p99 above 20 ms (measured: 17 ms without
+the flush, 24-51 ms with it). With the resolution, each flush updates a few hundred rows.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -24,6 +32,9 @@ if TYPE_CHECKING:
     from csms.store.db import Conn, Database
 
 log = logging.getLogger(__name__)
+
+# How stale a station's stored last_seen may be while it is talking to this node (see the docstring).
+LAST_SEEN_RESOLUTION_S = 15.0
 
 _hasher = PasswordHasher()
 # Verified against when a station has no hash, so an unknown station costs as much as a known one.
@@ -71,6 +82,10 @@ class StationService:
         self.node_id = node_id
         self.accept_unknown = accept_unknown
         self._seen: dict[str, datetime] = {}
+        # For each connected station: when it was last heard from, and when its last_seen was last
+        # queued for writing (monotonic()).
+        self._heard_at: dict[str, float] = {}
+        self._queued_at: dict[str, float] = {}
         # Socket changes on this node not yet written to charger_connections (True = connected).
         self._links: dict[str, bool] = {}
 
@@ -97,8 +112,12 @@ class StationService:
         return await self.committer.submit(lambda conn: store.record_boot(conn, station_id, payload))
 
     def touch(self, station_id: str) -> None:
-        """Note that the station was heard from now (flushed later)."""
-        self._seen[station_id] = utcnow()
+        """Note that the station was heard from now (flushed later, to within LAST_SEEN_RESOLUTION_S)."""
+        now = monotonic()
+        self._heard_at[station_id] = now
+        if now - self._queued_at.get(station_id, -LAST_SEEN_RESOLUTION_S) >= LAST_SEEN_RESOLUTION_S:
+            self._queued_at[station_id] = now
+            self._seen[station_id] = utcnow()
 
     async def status(self, station_id: str, payload: dict[str, Any], status_at: datetime | None) -> None:
         """Record a StatusNotification: current connector status and history."""
@@ -130,6 +149,10 @@ class StationService:
     def disconnected(self, station_id: str) -> None:
         """The station's socket on this node closed (written with the next presence flush)."""
         self._links[station_id] = False
+        heard_at = self._heard_at.pop(station_id, None)
+        if heard_at is not None and heard_at > self._queued_at.pop(station_id, heard_at):
+            # Heard from since its last queued time: the exact last time goes out with the next flush.
+            self._seen[station_id] = utcnow() - timedelta(seconds=monotonic() - heard_at)
 
     async def flush_presence(self) -> None:
         """Write buffered last-seen times, connection changes and this node's liveness."""
@@ -137,7 +160,7 @@ class StationService:
         links, self._links = self._links, {}
         await self.db.run(_flush, seen, links, self.node_id)
 
-    async def run_presence(self, *, interval_s: float = 5.0,
+    async def run_presence(self, *, interval_s: float = 1.0,
                            task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Flush presence every ``interval_s`` until cancelled; a last flush and node removal on exit."""
         await self.db.run(store.node_alive, self.node_id)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 # An arbitrary constant naming the job's transaction-level advisory lock ("push" in ASCII).
 _JOB_LOCK = 0x7075_7368
-# A node that has not refreshed its row for this long is dead (nodes refresh every 5 s).
+# A node that has not refreshed its row for this long is dead (nodes refresh every second).
 NODE_ALIVE_S = 60
 # Stations silent for longer than this when first found offline are not announced: after a first
 # deployment or a long outage of csms itself, owners would otherwise get one push per dead station.

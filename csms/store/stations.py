@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from psycopg.types.json import Jsonb
 
 from csms.store.events import CHANNEL, notify
@@ -138,7 +139,7 @@ def touch_last_seen(conn: Conn, seen: dict[str, datetime]) -> None:
         return
     # One JSON document (serialised in C) rather than two arrays that psycopg would adapt element by
     # element in Python: with 10,000 chargers that held the interpreter lock for tens of milliseconds.
-    doc = json.dumps({station: ts.isoformat() for station, ts in seen.items()})
+    doc = orjson.dumps(seen).decode()  # aware datetimes as RFC 3339
     # SKIP LOCKED: a row a boot is updating right now is skipped (the boot sets last_seen itself), so
     # this bulk update never waits on, or deadlocks with, the group commit's writes.
     conn.execute(

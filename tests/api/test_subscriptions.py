@@ -75,7 +75,7 @@ async def test_station_connection_changes(node: Node) -> None:
         await ws.subscribe("c", CONNECTION, {"id": "LIVE-3"})
         assert await ws.next_data("c") == {"stationConnectionChanged": {"connected": False}}
         async with charger(node, "LIVE-3"):
-            await node.csms.stations.flush_presence()  # normally every 5 s
+            await node.csms.stations.flush_presence()  # normally every second
             assert await ws.next_data("c") == {"stationConnectionChanged": {"connected": True}}
         # The gateway notes the closed socket asynchronously: flush until the change is written.
         with trio.fail_after(5):

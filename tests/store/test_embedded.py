@@ -68,3 +68,13 @@ def test_killed_owner_server_is_adopted_then_stopped(tmp_path_factory: pytest.Te
 
         stop_embedded(pgdata.absolute())
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.environ.get("CSMS_TEST_DATABASE_URL") is not None, reason="tests use an external server")
+def test_embedded_server_does_not_zero_fill_wal(pg_base_uri: str) -> None:
+    # The test session's server was started by start_embedded: its settings are the embedded ones.
+    import psycopg
+
+    with psycopg.connect(pg_base_uri) as conn:
+        row = conn.execute("SHOW wal_init_zero").fetchone()
+    assert row == ("off",)

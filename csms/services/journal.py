@@ -2,9 +2,9 @@
 
 The journal is for audit and debugging, not for billing (billing rows are group-committed before
 the answer leaves), so the gateway never waits for it: frames go to a bounded buffer that a writer
-task flushes with COPY every ``flush_s`` or every ``batch`` frames. When the buffer is full the
-frame is dropped and counted, because slowing down every charger for an audit row would be worse;
-the drop count is logged and exported.
+task flushes every ``flush_s`` or every ``batch`` frames, as one INSERT that expands a JSON document.
+When the buffer is full the frame is dropped and counted, because slowing down every charger for an
+audit row would be worse; the drop count is logged and exported.
 """
 
 from __future__ import annotations

@@ -111,6 +111,7 @@ class StationConnection:
         while True:
             text = await self.ws.receive_text()
             read_at = trio.current_time()
+            self._deps.stations.touch(self.station_id)  # lastSeen: any message counts, not only heartbeats
             try:
                 frame = codec.parse_frame(text)
             except codec.OcppError as err:

@@ -11,6 +11,7 @@ from csms.services import stations as stations_module
 from csms.services.commit import GroupCommitter
 from csms.services.stations import StationService
 from csms.store.db import Conn, Database
+from tests.conftest import Node, add_station, charger
 
 
 def _last_seen(conn: Conn, station_id: str) -> datetime | None:
@@ -68,3 +69,19 @@ async def test_reconnected_station_is_written_at_once(db: Database, monkeypatch:
     service.connected("PRES-2")  # same instant, but a new connection: queued again
     await service.flush_presence()
     assert await db.run(_last_seen, "PRES-2") is not None
+
+
+async def test_any_charger_message_counts_as_seen(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A charger that only sends MeterValues (heartbeats are minutes apart) is still seen.
+    clock = [1000.0]
+    monkeypatch.setattr(stations_module, "monotonic", lambda: clock[0])
+    await add_station(node, "PRES-3")
+    service = node.csms.stations
+    assert service is not None
+    async with charger(node, "PRES-3") as cp:
+        await service.flush_presence()
+        await node.db.run(lambda conn: conn.execute("UPDATE stations SET last_seen = NULL WHERE id = 'PRES-3'"))
+        clock[0] += stations_module.LAST_SEEN_RESOLUTION_S
+        await cp.call("DataTransfer", {"vendorId": "nobody"})
+        await service.flush_presence()
+        assert await node.db.run(_last_seen, "PRES-3") is not None

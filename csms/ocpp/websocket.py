@@ -264,13 +264,17 @@ class WebSocket:
             if fd is None:
                 raise trio.ClosedResourceError("the connection was closed")
             try:
-                data = os.read(fd, RECEIVE_BYTES)
+                data: bytes | None = os.read(fd, RECEIVE_BYTES)
             except BlockingIOError:
+                data = None
+            except OSError as exc:  # reset by the peer, and the like
+                raise trio.BrokenResourceError(type(exc).__name__) from None
+            if data is None:
+                # Waited for outside the except block: inside it, the BlockingIOError and its traceback
+                # stay alive for as long as the charger is quiet (objects the GC must scan, memory).
                 await trio.lowlevel.wait_readable(fd)  # a scheduling point
                 waited = True
                 continue
-            except OSError as exc:  # reset by the peer, and the like
-                raise trio.BrokenResourceError(type(exc).__name__) from None
             if not waited:
                 await trio.lowlevel.cancel_shielded_checkpoint()
             return data

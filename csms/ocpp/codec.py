@@ -42,6 +42,7 @@ from typing import Any, Final
 
 import fastjsonschema
 
+from csms.ocpp.fastcheck import FAST_CHECKS
 from csms.ocpp.jsonio import dumps, loads
 
 __all__ = [
@@ -247,6 +248,9 @@ def validate_request(action: str, payload: dict[str, Any], *, unique_id: str = U
                 unique_id=unique_id,
             )
         raise OcppError(CallErrorCode.NotImplemented, "unknown action", unique_id=unique_id)
+    fast = FAST_CHECKS.get(action)
+    if fast is not None and fast(payload):
+        return
     try:
         _validator(action)(payload)
     except fastjsonschema.JsonSchemaValueException as exc:

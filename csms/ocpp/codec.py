@@ -27,6 +27,7 @@ schema ``type``                                               TypeConstraintViol
 schema ``minItems`` / ``maxItems``                            OccurenceConstraintViolation
 schema ``enum``, ``maxLength``, ``format``, ``minimum``, …    PropertyConstraintViolation
 schema ``additionalProperties`` (an unknown field)            PropertyConstraintViolation
+a CALL payload string with U+0000 (unstorable)                PropertyConstraintViolation
 ============================================================  ===============================
 
 The unique id in an error is the frame's id whenever it could be read, else ``"-1"``.
@@ -43,7 +44,7 @@ from typing import Any, Final
 import fastjsonschema
 
 from csms.ocpp.fastcheck import FAST_CHECKS
-from csms.ocpp.jsonio import dumps, loads
+from csms.ocpp.jsonio import contains_nul, dumps, loads
 
 __all__ = [
     "CP_TO_CS_ACTIONS",
@@ -297,7 +298,8 @@ def parse_frame(text: str | bytes) -> Call | CallResult | CallError:
             frame's unique id when it could be read, else ``"-1"``.
     """
     try:
-        msg = loads(text.decode() if isinstance(text, bytes) else text)
+        source = text.decode() if isinstance(text, bytes) else text
+        msg = loads(source)
     except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise _formation("message is not valid JSON", UNKNOWN_ID) from None
     if type(msg) is not list or not msg:
@@ -322,6 +324,9 @@ def parse_frame(text: str | bytes) -> Call | CallResult | CallError:
             raise _formation("action must be a string", unique_id)
         if type(payload) is not dict:
             raise _formation("payload must be a JSON object", unique_id)
+        if "\\u0000" in source and contains_nul(payload):  # the scan is cheap; the walk is rare
+            raise OcppError(CallErrorCode.PropertyConstraintViolation, "text must not contain U+0000",
+                            unique_id=unique_id)
         return Call(unique_id, action, payload)
 
     if type_id == _CALL_RESULT:

@@ -51,4 +51,19 @@ def dumps(value: Any) -> str:
         return _json_dumps(value)
 
 
-__all__ = ["dumps", "loads"]
+def contains_nul(value: object) -> bool:
+    """Whether any string in a parsed JSON value (keys included) contains U+0000.
+
+    Valid JSON may carry it as ``\\u0000``, but PostgreSQL text cannot store it.
+    """
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(contains_nul(v) for v in value)
+    return False
+
+
+__all__ = ["contains_nul", "dumps", "loads"]
+

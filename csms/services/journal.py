@@ -114,10 +114,23 @@ _INSERT_ROWS = b"""
 def _rows_json(rows: list[JournalRow]) -> bytes:
     # One JSON document per batch, expanded by PostgreSQL: orjson writes the tuples (and the aware
     # datetimes, as RFC 3339) in C, where COPY's write_row would format every field in Python.
+    data = _dump_rows(rows)
+    if b"\\u0000" in data:
+        # PostgreSQL text cannot hold U+0000, and one such frame (a charger may send it) would fail the
+        # whole batch: the character is stored as the six characters of its JSON escape instead.
+        data = _dump_rows([tuple(_without_nul(v) for v in row) for row in rows])  # type: ignore[misc]
+    return data
+
+
+def _dump_rows(rows: list[JournalRow]) -> bytes:
     try:
         return orjson.dumps(rows)
     except TypeError:  # text orjson refuses (a lone surrogate a charger sent as an escape): json escapes it
         return json.dumps([(s, d, t, a, u, p, r.isoformat()) for s, d, t, a, u, p, r in rows]).encode()
+
+
+def _without_nul(value: object) -> object:
+    return value.replace("\x00", "\\u0000") if isinstance(value, str) else value
 
 
 def _prune(conn: Conn, cutoff: datetime) -> int:

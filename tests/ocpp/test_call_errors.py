@@ -25,6 +25,9 @@ CASES = [
      "PropertyConstraintViolation"),
     ('[2, "u7", "FlyToTheMoon", {}]', "u7", "NotImplemented"),
     ('[2, "u8", "RemoteStartTransaction", {"idTag": "A"}]', "u8", "NotSupported"),
+    # Valid JSON, but PostgreSQL text cannot store U+0000: refused before it can fail a group commit.
+    ('[2, "u9", "MeterValues", {"connectorId": 1, "meterValue": [{"timestamp": "2026-11-26T10:00:00Z", '
+     '"sampledValue": [{"value": "1\\u0000"}]}]}]', "u9", "PropertyConstraintViolation"),
 ]
 
 
@@ -68,3 +71,15 @@ async def test_bad_frames_do_not_affect_other_stations(node: Node) -> None:
             await bad.send_raw("][")
             assert "currentTime" in await good.call("Heartbeat", {})
         assert "currentTime" in await bad.call("Heartbeat", {})
+
+
+async def test_backslash_u0000_as_text_is_stored(node: Node) -> None:
+    # The six characters \u0000 (an escaped backslash in JSON) are ordinary text, not U+0000.
+    await add_station(node, "ERR-3")
+    async with charger(node, "ERR-3") as cp:
+        payload = {"connectorId": 1, "meterValue": [{"timestamp": "2026-11-26T10:00:00Z",
+                                                     "sampledValue": [{"value": "\\u0000"}]}]}
+        assert await cp.call("MeterValues", payload) == {}
+    rows = await node.db.run(lambda c: c.execute(
+        "SELECT value FROM meter_values WHERE station_id = 'ERR-3'").fetchall())
+    assert rows == [("\\u0000",)]

@@ -35,3 +35,20 @@ async def test_full_buffer_drops_and_counts(db: Database) -> None:
     for i in range(8):
         journal.record("J-2", "out", 3, None, str(i), "[3]")
     assert journal.dropped == 3
+
+
+async def test_a_frame_with_a_nul_character_does_not_cost_its_batch(db: Database) -> None:
+    # A WebSocket text frame may carry U+0000 (it is not JSON then, but it is journaled like any bad
+    # frame). PostgreSQL text cannot hold it; the other frames of the batch must still be written.
+    journal = Journal(db, flush_s=0.01)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(journal.run)
+        journal.record("J-3", "in", 2, "Heartbeat", "1", '[2,"1","Heartbeat",{}]')
+        journal.record("J-3", "in", None, None, "-1", '[2,"2","Data\x00Transfer",{}]')
+        journal.record("J-3", "in", 2, "Heartbeat", "3\x00", '[2,"3","Heartbeat",{}]')
+        journal.close()
+    assert (journal.written, journal.dropped) == (3, 0)
+    rows = await db.run(lambda c: c.execute(
+        "SELECT unique_id, payload FROM ocpp_journal WHERE station_id = 'J-3' ORDER BY id").fetchall())
+    assert rows[1][1] == '[2,"2","Data\\u0000Transfer",{}]'
+    assert rows[2][0] == "3\\u0000"

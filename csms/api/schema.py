@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+import psycopg
 import strawberry
 from strawberry.extensions import MaskErrors
 from strawberry.schema.config import StrawberryConfig
@@ -21,7 +22,7 @@ from strawberry.tools import merge_types
 from csms.api import accounts, catalog, charging, operator, payments, push, subscriptions, wallet
 from csms.api.access import assert_every_field_guarded
 from csms.api.csrf_guard import CsrfGuard
-from csms.api.errors import INTERNAL_ERROR_CODE, INTERNAL_ERROR_MESSAGE
+from csms.api.errors import INTERNAL_ERROR_CODE, INTERNAL_ERROR_MESSAGE, BadUserInput
 from csms.api.ratelimit_guard import MutationRateLimits
 from csms.api.scalars import LONG_SCALAR, Long
 from csms.api.ws_fanout import SharingExecutor
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+NUL_TEXT_MESSAGE = "Text may not contain the character U+0000."
+
 
 def _is_unexpected(error: GraphQLError) -> bool:
     """An error raised by our code that is not one of the API's deliberate, typed errors.
@@ -47,6 +50,16 @@ def _is_unexpected(error: GraphQLError) -> bool:
     return original is not None and not isinstance(original, GraphQLError)
 
 
+def _is_nul_text(error: GraphQLError) -> bool:
+    """A text argument held U+0000, which PostgreSQL text cannot store: the client's mistake.
+
+    psycopg refuses such a string before it reaches the server, inside the resolver's transaction,
+    which is then rolled back: nothing was written.
+    """
+    original = error.original_error
+    return isinstance(original, psycopg.DataError) and "NUL (0x00)" in str(original)
+
+
 class MaskUnexpectedErrors(MaskErrors):
     """Replaces unexpected errors by a generic ``INTERNAL_SERVER_ERROR`` (the real one was logged)."""
 
@@ -54,6 +67,9 @@ class MaskUnexpectedErrors(MaskErrors):
         super().__init__(should_mask_error=_is_unexpected, error_message=INTERNAL_ERROR_MESSAGE)
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        if _is_nul_text(error):
+            return GraphQLError(NUL_TEXT_MESSAGE, nodes=error.nodes, path=error.path,
+                                extensions={"code": BadUserInput.code})
         masked = super().anonymise_error(error)
         masked.extensions = {"code": INTERNAL_ERROR_CODE}
         return masked
@@ -65,7 +81,7 @@ class CsmsSchema(strawberry.Schema):
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
         # Called before MaskUnexpectedErrors runs, so the original exception is still attached.
         for error in errors:
-            if _is_unexpected(error):
+            if _is_unexpected(error) and not _is_nul_text(error):
                 log.error("GraphQL resolver failed at %s", error.path, exc_info=error.original_error)
 
 

@@ -107,6 +107,8 @@ def _validate_adjustment(user_id: str, amount_tyiyn: int, reason: str) -> str:
     cleaned = reason.strip()
     if not 1 <= len(cleaned) <= MAX_REASON_CHARS:
         raise InvalidAdjustment(f"a reason of 1 to {MAX_REASON_CHARS} characters is required")
+    if "\x00" in cleaned:  # PostgreSQL text cannot store it; a clear error instead of an internal one
+        raise InvalidAdjustment("the reason may not contain U+0000")
     return cleaned
 
 

@@ -10,6 +10,7 @@ from tests.api.conftest import document, error_codes, gql
 if TYPE_CHECKING:
     import httpx
     import psycopg
+    import pytest
 
     from csms.store.db import Database
 
@@ -221,3 +222,13 @@ async def test_unexpected_errors_are_masked(client: httpx.AsyncClient, db: Datab
     assert error["message"] == "Internal server error."
     assert "meter_values" not in str(result)
     assert "Traceback" not in str(result)
+
+
+async def test_text_with_u0000_is_bad_input(client: httpx.AsyncClient, token: str,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    # PostgreSQL text cannot hold U+0000: a typed client error, not an internal one, and nothing logged.
+    result = await gql(client, document("transactions.graphql"), {"stationId": "CP\x001"}, token=token,
+                       operation="Transactions")
+    assert error_codes(result) == ["BAD_USER_INPUT"], result
+    assert "U+0000" in result["errors"][0]["message"]
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]

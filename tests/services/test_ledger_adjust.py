@@ -128,6 +128,7 @@ async def test_the_same_transfer_id_adjusts_once(db: Database, listener: Listene
         (100, "", "reason of 1 to 500"),
         (100, "   ", "reason of 1 to 500"),
         (100, "x" * 501, "reason of 1 to 500"),
+        (100, "goodwill\x00", "U\\+0000"),
     ],
 )
 async def test_invalid_adjustments_change_nothing(db: Database, amount: int, reason: str, message: str) -> None:

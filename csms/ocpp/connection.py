@@ -61,7 +61,9 @@ class StationConnection:
         self._ping_interval_s = ping_interval_s
         self._pinged_at = -math.inf
         self._call_timeout_s = call_timeout_s
-        self._call_lock = trio.Lock()  # at most one CS→CP CALL in flight (OCPP-J)
+        # At most one CS→CP CALL in flight (OCPP-J). Created on the first call: most connections never
+        # get one, and a lock is three objects (with its parking lot) on every connection.
+        self._call_lock: trio.Lock | None = None
         self._pending: _Pending | None = None
         self._answers: OrderedDict[str, str] = OrderedDict()
         self.cancel_scope = trio.CancelScope()
@@ -189,6 +191,8 @@ class StationConnection:
         """
         timeout = self._call_timeout_s if timeout_s is None else timeout_s
         with trio.move_on_after(timeout) as scope:
+            if self._call_lock is None:
+                self._call_lock = trio.Lock()
             async with self._call_lock:
                 pending = _Pending(str(uuid.uuid4()), action)
                 self._pending = pending

@@ -151,6 +151,8 @@ class Settings:
     call_timeout_s: float = 30.0
     ping_interval_s: float = 60.0
     max_frame_bytes: int = 65536
+    # Charger messages admitted to handling per event-loop turn (csms.ocpp.admission); 0: no limit.
+    ocpp_turn_budget: int = 32
     # Group commit: a batch closes at this many operations or after this long, whichever comes first.
     commit_batch_max: int = 500
     commit_batch_wait_s: float = 0.0
@@ -215,6 +217,7 @@ class Settings:
             call_timeout_s=_float(e, "CSMS_CALL_TIMEOUT", d.call_timeout_s),
             ping_interval_s=_float(e, "CSMS_PING_INTERVAL", d.ping_interval_s),
             max_frame_bytes=_int(e, "CSMS_MAX_FRAME_BYTES", d.max_frame_bytes),
+            ocpp_turn_budget=_int(e, "CSMS_OCPP_TURN_BUDGET", d.ocpp_turn_budget),
             commit_batch_max=_int(e, "CSMS_COMMIT_BATCH_MAX", d.commit_batch_max),
             commit_batch_wait_s=_float(e, "CSMS_COMMIT_BATCH_WAIT", d.commit_batch_wait_s),
             commit_writers=_int(e, "CSMS_COMMIT_WRITERS", d.commit_writers),

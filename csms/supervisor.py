@@ -36,6 +36,7 @@ from csms.services.commands import ChargerCommands
 from csms.services.commit import GroupCommitter
 from csms.services.events import EventHub
 from csms.services.journal import Journal
+from csms.services.live_meter import LiveMeterWriter
 from csms.services.metrics import OcppMetrics
 from csms.services.payments.service import serve_payments
 from csms.services.push import PushService
@@ -181,8 +182,10 @@ class Csms:
                                       accept_unknown=s.accept_unknown_stations)
             self.stations = stations
             live = LiveSessions()
-            self._metrics = [deps_metrics.render, committer.render_metrics, journal.render_metrics]
-            self._transactions = TransactionService(committer, live)
+            live_writer = LiveMeterWriter(db.dsn)
+            self._metrics = [deps_metrics.render, committer.render_metrics, journal.render_metrics,
+                             live_writer.render_metrics]
+            self._transactions = TransactionService(committer, live, live_writer)
             deps = Deps(stations=stations, transactions=self._transactions, metrics=deps_metrics,
                         heartbeat_interval_s=s.heartbeat_interval_s, vendors=self.vendors)
             gateway = Gateway(s, deps, ROUTES_16, journal)
@@ -191,12 +194,14 @@ class Csms:
             self.reaper = SessionReaper(db, self.commands, live, s)
             async with trio.open_nursery() as writers:
                 await writers.start(committer.run)
+                await writers.start(live_writer.run)
                 await writers.start(journal.run)
                 try:
                     await self._run_front(db, gateway, stations, journal, task_status)
                 finally:
                     # Everything that was confirmed is already committed; this drains the rest.
                     committer.close()
+                    live_writer.close()
                     journal.close()
             log.info("group commit: %d operations in %d batches (%.1f per batch), %.1f s writing; "
                      "journal: %d frames written, %d dropped", committer.operations, committer.batches,
@@ -218,7 +223,7 @@ class Csms:
                 self.events = await aux.start(EventHub(db.dsn, capacity=s.events_buffer).run)
                 # Live-session updates reach this process's subscribers as they commit (no NOTIFY trip).
                 assert self._transactions is not None
-                self._transactions.publish_committed = self.events.publish_committed
+                self._transactions.publish_to(self.events.publish_committed)
                 # After the events (it consumes them) and before the API (vapidPublicKey, sendTestPush).
                 self.push = await aux.start(PushService(db, s.push, self._vapid_key, self.events).run)
                 services = ApiServices(db=db, settings=s, signer=self._signer, commands=self.commands,

@@ -9,6 +9,8 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
+from csms.api import hypercorn_send
+
 if TYPE_CHECKING:
     from quart_trio import QuartTrio
 
@@ -47,6 +49,7 @@ async def serve_api(
     ``settings.shutdown_grace_s`` to finish, then the function returns (the cancellation propagates).
     """
     config = hypercorn_config(settings, access_log=access_log)
+    hypercorn_send.install()
     stop = trio.Event()
     server_scope = trio.CancelScope(shield=True)
 

@@ -28,6 +28,7 @@ from csms.services.commands import ChargerOffline, ChargerRejected, ChargerTimeo
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from csms.ocpp.admission import TurnAdmission
     from csms.services.journal import Journal
 
 log = logging.getLogger(__name__)
@@ -51,9 +52,11 @@ class StationConnection:
     """The live session of one charge point on this node."""
 
     def __init__(self, station_id: str, ws: WebSocket, deps: Deps, routes: Mapping[str, Handler],
-                 journal: Journal, *, ping_interval_s: float, call_timeout_s: float) -> None:
+                 journal: Journal, admission: TurnAdmission, *, ping_interval_s: float,
+                 call_timeout_s: float) -> None:
         self.station_id = station_id
         self.ws = ws
+        self._admission = admission
         self._deps = deps
         self._call_seconds = deps.metrics.call
         self._routes = routes
@@ -113,6 +116,7 @@ class StationConnection:
         while True:
             text = await self.ws.receive_text()
             read_at = trio.current_time()
+            await self._admission.admit()  # usually at once; in a flood, in a later turn (see admission)
             self._deps.stations.touch(self.station_id)  # lastSeen: any message counts, not only heartbeats
             try:
                 frame = codec.parse_frame(text)

@@ -18,6 +18,7 @@ from urllib.parse import unquote
 
 import trio
 
+from csms.ocpp.admission import TurnAdmission
 from csms.ocpp.connection import StationConnection
 from csms.ocpp.handshake import Accept, HandshakeRequest, Reject, accept_websocket
 from csms.ocpp.websocket import GOING_AWAY
@@ -57,6 +58,8 @@ class Gateway:
         self._deps = deps
         self._routes = routes
         self._journal = journal
+        #: Spreads a flood of charger messages over short scheduler turns (csms.ocpp.admission).
+        self.admission = TurnAdmission(settings.ocpp_turn_budget)
         self._connections: dict[str, StationConnection] = {}
         self._listener_scope: trio.CancelScope | None = None
         self._closing = False
@@ -86,6 +89,7 @@ class Gateway:
                 async with trio.open_nursery() as accept:
                     await accept.start(partial(trio.serve_listeners, self._handle, listeners,  # type: ignore[misc]
                                                handler_nursery=handlers))
+                    await accept.start(self.admission.run)
                     if s.ping_interval_s > 0:
                         accept.start_soon(self._keep_alive, s.ping_interval_s)
                     task_status.started([ln.transport_listener if isinstance(ln, trio.SSLListener) else ln  # type: ignore[misc]
@@ -147,7 +151,7 @@ class Gateway:
         if self._closing:
             await ws.close(GOING_AWAY, "server shutting down")
             return
-        conn = StationConnection(station_id, ws, self._deps, self._routes, self._journal,
+        conn = StationConnection(station_id, ws, self._deps, self._routes, self._journal, self.admission,
                                  ping_interval_s=self._settings.ping_interval_s,
                                  call_timeout_s=self._settings.call_timeout_s)
         previous = self._connections.get(station_id)

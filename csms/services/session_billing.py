@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from csms.services.tariffs import Price, energy_cost
@@ -171,48 +171,79 @@ def link_start(conn: Conn, row: SessionRow, station_id: str, connector_id: int, 
 
 
 @dataclass(frozen=True, slots=True)
-class ReadingApplied:
-    """What :func:`apply_reading` did: whether to send RemoteStop, and the change event it published."""
+class ReadingPlan:
+    """What a MeterValues changes in a charging session, decided from the session row alone.
 
+    Attributes:
+        fields: the live columns to set (energy, register, cost, sample time, power, SoC); empty when
+            the reading brings nothing new.
+        stop: the reading reached the session's limit (the session moves to ``stopping``).
+        after: the row as it is once the change is written.
+    """
+
+    fields: dict[str, object]
     stop: bool
-    event: str | None
+    after: SessionRow
 
 
-_UNCHANGED = ReadingApplied(False, None)
-
-
-def apply_reading(conn: Conn, row: SessionRow, reading: Reading, received_at: datetime | None = None
-                  ) -> ReadingApplied:
-    """Update live energy, power, SoC and cost from a MeterValues; switch to ``stopping`` at the limit.
+def plan_reading(row: SessionRow, reading: Reading) -> ReadingPlan | None:
+    """The change a reading makes to a session in ``row``'s state; None if it is not charging.
 
     Energy only grows (a replayed older message cannot lower it) and power/SoC only move forward in the
-    charger's time. ``stop`` is True when this reading reached the limit: the caller sends RemoteStop,
-    once, because only this transition from ``charging`` sets it. ``received_at`` (when csms received
-    the MeterValues) travels in the change event, for the live-latency metrics.
+    charger's time. A pure function: :func:`apply_reading` writes the plan under the row lock, and
+    ``csms.services.live_meter`` writes it without one, on the condition that the row is still in
+    the state the plan was made from.
     """
     if row.status not in ("charging", "stopping") or row.meter_start_wh is None:
-        return _UNCHANGED
+        return None
     energy = row.energy_wh
     fields: dict[str, object] = {}
     if reading.register_wh is not None and reading.register_wh - row.meter_start_wh > energy:
         energy = reading.register_wh - row.meter_start_wh
         fields.update(energy_wh=energy, meter_last_wh=reading.register_wh,
                       cost_tyiyn=min(energy_cost(energy, price_of(row)), row.hold_tyiyn))
-    newer = reading.sampled_at is not None and (row.meter_sampled_at is None
-                                                or reading.sampled_at >= row.meter_sampled_at)
-    if newer:
-        fields["meter_sampled_at"] = reading.sampled_at
+    sampled_at = row.meter_sampled_at
+    if reading.sampled_at is not None and (sampled_at is None or reading.sampled_at >= sampled_at):
+        sampled_at = fields["meter_sampled_at"] = reading.sampled_at
         if reading.power_w is not None:
             fields["power_w"] = reading.power_w
         if reading.soc is not None:
             fields["soc"] = reading.soc
     stop = row.status == "charging" and limit_reached(row, energy)
+    after = replace(row, energy_wh=energy, meter_sampled_at=sampled_at)
     if stop:
+        after = replace(after, status="stopping", stop_reason="LimitReached")
+    return ReadingPlan(fields, stop, after)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingApplied:
+    """What :func:`apply_reading` did: whether to send RemoteStop, the change event it published, and the
+    session row after it (None when the session is not charging)."""
+
+    stop: bool
+    event: str | None
+    row: SessionRow | None
+
+
+def apply_reading(conn: Conn, row: SessionRow, reading: Reading, received_at: datetime | None = None
+                  ) -> ReadingApplied:
+    """Update live energy, power, SoC and cost from a MeterValues; switch to ``stopping`` at the limit.
+
+    ``row`` is locked by the caller. ``stop`` is True when this reading reached the limit: the caller
+    sends RemoteStop, once, because only this transition from ``charging`` sets it. ``received_at``
+    (when csms received the MeterValues) travels in the change event, for the live-latency metrics.
+    """
+    plan = plan_reading(row, reading)
+    if plan is None:
+        return ReadingApplied(False, None, None)
+    fields = dict(plan.fields)
+    if plan.stop:
         fields.update(status="stopping", stop_requested_at=_now(conn), stop_reason="LimitReached")
     if not fields:
-        return _UNCHANGED
+        return ReadingApplied(False, None, plan.after)
     store.update_session(conn, row.id, **fields)
-    return ReadingApplied(stop, notify_session(conn, row, "stopping" if stop else row.status, received_at))
+    return ReadingApplied(plan.stop, notify_session(conn, row, plan.after.status, received_at), plan.after)
 
 
 def request_stop(conn: Conn, row: SessionRow, reason: str) -> bool:

@@ -4,6 +4,9 @@ The MeterValues hot path asks :meth:`LiveSessions.is_live` (one set lookup) and 
 session transactions pay for a session update; the benchmark's non-session traffic keeps its cheap
 batched insert. The set is filled at start-up and refreshed by the reaper from the database (the
 source of truth), and kept current by the StartTransaction and StopTransaction handlers in between.
+Beside it, the session row each transaction's last update wrote (:meth:`LiveSessions.last_row`), from
+which the next update is planned without reading the database (``csms.services.live_meter``); it is
+only a guess that the write checks, so a stale one costs a fallback, never a wrong update.
 
 A MeterValues that reaches a session's limit must not wait for the charger to answer a RemoteStop
 (the charger's reader is busy with our answer), so the handler queues the stop here and
@@ -24,6 +27,7 @@ from csms.services.commands import CommandError
 
 if TYPE_CHECKING:
     from csms.services.commands import ChargerCommands
+    from csms.store.sessions import SessionRow
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,7 @@ class LiveSessions:
 
     def __init__(self, queue_size: int = 1000) -> None:
         self._transactions: set[int] = set()
+        self._rows: dict[int, SessionRow] = {}
         # Transactions added while a refresh reads the database: they may be missing from its answer.
         self._added_since_refresh: set[int] | None = None
         self._send, self._receive = trio.open_memory_channel[StopRequest](queue_size)
@@ -49,6 +54,17 @@ class LiveSessions:
     def is_live(self, transaction_id: int) -> bool:
         """Whether MeterValues of this transaction update a session."""
         return transaction_id in self._transactions
+
+    def last_row(self, transaction_id: int) -> SessionRow | None:
+        """The session row the last update of this transaction wrote, if known."""
+        return self._rows.get(transaction_id)
+
+    def remember(self, transaction_id: int, row: SessionRow | None) -> None:
+        """Keep the row an update wrote (None forgets it), for planning the next one."""
+        if row is None or transaction_id not in self._transactions:
+            self._rows.pop(transaction_id, None)
+        else:
+            self._rows[transaction_id] = row
 
     def add(self, transaction_id: int) -> None:
         """A session started charging with this transaction."""
@@ -59,6 +75,7 @@ class LiveSessions:
     def discard(self, transaction_id: int) -> None:
         """The session of this transaction ended."""
         self._transactions.discard(transaction_id)
+        self._rows.pop(transaction_id, None)
 
     def begin_refresh(self) -> None:
         """Note additions from now on, so :meth:`finish_refresh` keeps those the database read missed."""
@@ -73,6 +90,7 @@ class LiveSessions:
         added = self._added_since_refresh or set()
         self._added_since_refresh = None
         self._transactions = set(transaction_ids) | added
+        self._rows = {tx: row for tx, row in self._rows.items() if tx in self._transactions}
 
     def request_stop(self, request: StopRequest) -> None:
         """Queue a RemoteStop without waiting (see the module docstring for a full queue)."""

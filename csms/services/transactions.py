@@ -27,6 +27,7 @@ from csms.services.stations import IdTagInfo, id_tag_info
 from csms.store import sessions as session_store
 from csms.store import stations as station_store
 from csms.store import transactions as store
+from csms.store.session_live import LiveUpdate
 from csms.store.transactions import MeterSamples
 
 if TYPE_CHECKING:
@@ -34,7 +35,10 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from csms.services.commit import GroupCommitter
+    from csms.services.live_meter import LiveMeterWriter
+    from csms.services.session_meter import Reading
     from csms.store.db import Conn
+    from csms.store.sessions import SessionRow
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +55,21 @@ class StartResult:
 class TransactionService:
     """Durable, idempotent handling of transaction messages."""
 
-    def __init__(self, committer: GroupCommitter, live: LiveSessions | None = None) -> None:
+    def __init__(self, committer: GroupCommitter, live: LiveSessions | None = None,
+                 live_writer: LiveMeterWriter | None = None) -> None:
         self.committer = committer
         self.live = live if live is not None else LiveSessions()
+        #: The fast lane for live sessions' MeterValues (None: they all take the locked path).
+        self.live_writer = live_writer
         #: Hands a committed change event to this process's subscribers (``EventHub.publish_committed``);
         #: set once the events hub runs. Without it, they get the event through NOTIFY alone.
         self.publish_committed: Callable[[str], None] | None = None
+
+    def publish_to(self, publish: Callable[[str], None]) -> None:
+        """Hand committed change events to this process's subscribers from now on."""
+        self.publish_committed = publish
+        if self.live_writer is not None:
+            self.live_writer.publish = publish
 
     async def start(self, station_id: str, payload: dict[str, Any], received_at: datetime) -> StartResult:
         """Record a StartTransaction and allocate (or find) its transaction id."""
@@ -170,17 +183,41 @@ class TransactionService:
             await self.committer.submit_rows([samples])
             return
         tx_id = int(tx)
+        reading = read_meter_values(payload["meterValue"])
+        if await self._write_live(tx_id, samples, reading, received_at):
+            return
 
-        def write(conn: Conn) -> tuple[StopRequest | None, str | None]:
-            return _session_reading(conn, station_id, tx_id, payload["meterValue"], received_at)
+        def write(conn: Conn) -> tuple[StopRequest | None, str | None, SessionRow | None]:
+            return _session_reading(conn, station_id, tx_id, reading, received_at)
 
         # Urgent: a driver may be watching this session live (GroupCommitter's urgent lane).
-        stop, event = await self.committer.submit(write, [samples], urgent=True)
+        stop, event, row = await self.committer.submit(write, [samples], urgent=True)
+        self.live.remember(tx_id, row)
         if event is not None and self.publish_committed is not None:
             # Committed: this process's subscribers get it now rather than after NOTIFY's round trip.
             self.publish_committed(event)
         if stop is not None:
             self.live.request_stop(stop)
+
+    async def _write_live(self, tx_id: int, samples: MeterSamples, reading: Reading, received_at: datetime) -> bool:
+        """Write a session's reading in the fast lane (``csms.services.live_meter``) if it can go there.
+
+        False: it must be written under the row lock (the session's row is not known here yet, the
+        reading reaches the limit, or the session had changed).
+        """
+        row = self.live.last_row(tx_id)
+        plan = billing.plan_reading(row, reading) if row is not None and self.live_writer is not None else None
+        if plan is None or plan.stop or row is None or self.live_writer is None:
+            return False
+        if not plan.fields:  # nothing new for the session: its samples alone
+            await self.committer.submit_rows([samples])
+            return True
+        update = LiveUpdate(samples, row, plan.fields, int(received_at.timestamp() * 1_000_000))
+        if await self.live_writer.write(update) is None:
+            self.live.remember(tx_id, None)
+            return False
+        self.live.remember(tx_id, plan.after)
+        return True
 
 
 def _bill_session(conn: Conn, station_id: str, tx_id: int, meter_stop_wh: int, stopped_at: datetime,
@@ -203,19 +240,20 @@ def _bill_session(conn: Conn, station_id: str, tx_id: int, meter_stop_wh: int, s
         log.exception("settling the session of transaction %d on %s failed", tx_id, station_id)
 
 
-def _session_reading(conn: Conn, station_id: str, tx_id: int, meter_value: list[dict[str, Any]],
-                     received_at: datetime) -> tuple[StopRequest | None, str | None]:
-    """Apply a MeterValues to its session: a RemoteStop to queue when it reached the limit, and the
-    change event it published (None for either when there is none)."""
+def _session_reading(conn: Conn, station_id: str, tx_id: int, reading: Reading, received_at: datetime
+                     ) -> tuple[StopRequest | None, str | None, SessionRow | None]:
+    """Apply a MeterValues to its session under the row lock: a RemoteStop to queue when it reached the
+    limit, the change event it published, and the session row after it (None for any that is not)."""
     try:
         # Live values are not what bills (StopTransaction is): a failure here is logged, and must not
         # fail the meter samples committed with it.
         with conn.transaction():
             session = session_store.lock_session_by_transaction(conn, station_id, tx_id)
             if session is None:
-                return None, None
-            applied = billing.apply_reading(conn, session, read_meter_values(meter_value), received_at)
-            return StopRequest(session.id, station_id, tx_id) if applied.stop else None, applied.event
+                return None, None, None
+            applied = billing.apply_reading(conn, session, reading, received_at)
+            stop = StopRequest(session.id, station_id, tx_id) if applied.stop else None
+            return stop, applied.event, applied.row
     except Exception:
         log.exception("updating the session of transaction %d on %s failed", tx_id, station_id)
-    return None, None
+    return None, None, None

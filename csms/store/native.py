@@ -45,8 +45,9 @@ class NativeError(Exception):
 class NativeConnection:
     """An autocommit connection whose statements run on the event loop (see the module docstring)."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, application_name: str = APPLICATION_NAME) -> None:
         self._dsn = dsn
+        self._application_name = application_name
         self._conn: psycopg.Connection[Any] | None = None
         self._prepared: set[bytes] = set()
         self.statements = 0
@@ -98,7 +99,7 @@ class NativeConnection:
             try:
                 # Connecting is rare and may block on DNS or TLS: a worker thread is fine for it.
                 conn = await trio.to_thread.run_sync(
-                    lambda: psycopg.connect(self._dsn, autocommit=True, application_name=APPLICATION_NAME))
+                    lambda: psycopg.connect(self._dsn, autocommit=True, application_name=self._application_name))
             except psycopg.Error as exc:
                 raise NativeError(f"could not connect to the database: {exc}") from exc
             conn.pgconn.nonblocking = 1

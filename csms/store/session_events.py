@@ -33,14 +33,23 @@ _OPTIONAL_INTS = ("transaction_id", "power_w", "soc", "charged_tyiyn")
 _OPTIONAL_TEXTS = ("stop_reason", "failure_reason")
 _OPTIONAL_TIMES = ("started_at", "ended_at")
 
-_NOTIFY = f"""SELECT e.payload, pg_notify(%(channel)s, e.payload) FROM (SELECT json_build_object(
-    'topic', 'session', 'session_id', s.id, 'user_id', s.user_id, 'station_id', s.station_id,
-    'status', s.status, 'received_us', %(received_us)s::bigint,
+
+
+def event_json(row: str, received_us: str) -> str:
+    """The SQL expression of a session's change event (JSON text) built from the columns of ``row`` (an
+    alias for a ``charging_sessions`` row in its new state); ``received_us`` is an SQL expression."""
+    return f"""json_build_object(
+    'topic', 'session', 'session_id', {row}.id, 'user_id', {row}.user_id, 'station_id', {row}.station_id,
+    'status', {row}.status, 'received_us', {received_us},
     'state', json_build_object(
         'version', (extract(epoch FROM clock_timestamp()) * 1000000)::bigint,
-        'status', s.status, 'updated_at', s.updated_at,
-        {", ".join(f"'{name}', s.{name}" for name in (*_INTS, *_OPTIONAL_INTS, *_OPTIONAL_TEXTS, *_OPTIONAL_TIMES))}
-    ))::text AS payload
+        'status', {row}.status, 'updated_at', {row}.updated_at,
+        {", ".join(f"'{name}', {row}.{name}" for name in (*_INTS, *_OPTIONAL_INTS, *_OPTIONAL_TEXTS, *_OPTIONAL_TIMES))}
+    ))::text"""
+
+
+_NOTIFY = f"""SELECT e.payload, pg_notify(%(channel)s, e.payload) FROM (
+    SELECT {event_json("s", "%(received_us)s::bigint")} AS payload
     FROM charging_sessions s WHERE s.id = %(session_id)s) AS e"""
 
 
@@ -99,4 +108,4 @@ def apply_state(view: SessionView, data: Mapping[str, Any]) -> SessionView | Non
     return dataclasses.replace(view, **fields)
 
 
-__all__ = ["apply_state", "notify_session", "read_session", "state_version"]
+__all__ = ["apply_state", "event_json", "notify_session", "read_session", "state_version"]

@@ -132,8 +132,7 @@ def transaction_start_info(conn: Conn, station_id: str, transaction_id: int) -> 
 # One row per sampled value, with the OCPP 1.6 defaults for omitted fields. A charger timestamp before
 # %(earliest)s or more than %(skew)s after the receive time is not believed: the receive time is used
 # and an anomaly is recorded (the same rule as csms.services.clock.charger_time).
-_INSERT_SAMPLES = """
-WITH m AS (
+SAMPLES_CTES = """m AS (
     SELECT item->>0 AS station_id, (item->>1)::int AS connector_id, (item->>2)::int AS transaction_id,
            item->3 AS doc, (item->>4)::timestamptz AS received_at, item->>5 AS source
     FROM jsonb_array_elements(%(batch)s::jsonb) AS b(item)
@@ -147,16 +146,16 @@ WITH m AS (
     SELECT station_id, 'timestamp_replaced',
            jsonb_build_object('action', source, 'sent', mv->>'timestamp', 'transactionId', transaction_id)
     FROM v WHERE replaced
-)
-INSERT INTO meter_values (station_id, connector_id, transaction_id, sampled_at, measurand, phase, unit,
-                          context, location, format, value, source, received_at)
+)"""
+SAMPLES_INSERT = """INSERT INTO meter_values (station_id, connector_id, transaction_id, sampled_at, measurand,
+                          phase, unit, context, location, format, value, source, received_at)
 SELECT v.station_id, v.connector_id, v.transaction_id, CASE WHEN v.replaced THEN v.received_at ELSE v.ts END,
        coalesce(sv->>'measurand', 'Energy.Active.Import.Register'), sv->>'phase', coalesce(sv->>'unit', 'Wh'),
        coalesce(sv->>'context', 'Sample.Periodic'), coalesce(sv->>'location', 'Outlet'),
        coalesce(sv->>'format', 'Raw'), sv->>'value', v.source, v.received_at
 FROM v CROSS JOIN LATERAL jsonb_array_elements(v.mv->'sampledValue') AS sv
-ON CONFLICT DO NOTHING
-"""
+ON CONFLICT DO NOTHING"""
+_INSERT_SAMPLES = f"WITH {SAMPLES_CTES}\n{SAMPLES_INSERT}"
 
 
 def insert_meter_samples(conn: Conn, items: list[MeterSamples], earliest: datetime, skew: timedelta) -> None:
@@ -165,17 +164,25 @@ def insert_meter_samples(conn: Conn, items: list[MeterSamples], earliest: dateti
         conn.execute(_INSERT_SAMPLES, {"earliest": earliest, "skew": skew, "batch": _samples_json(items)})
 
 
-_INSERT_SAMPLES_NATIVE = (
-    _INSERT_SAMPLES.replace("%(batch)s", "$1").replace("%(earliest)s", "$2").replace("%(skew)s", "$3").encode()
-)
+def native_samples_sql(sql: str) -> str:
+    """Samples SQL (:data:`SAMPLES_CTES`, :data:`SAMPLES_INSERT`) with the positional parameters of
+    :func:`meter_samples_params` (``$1`` to ``$3``), for :class:`csms.store.native.NativeConnection`."""
+    return sql.replace("%(batch)s", "$1").replace("%(earliest)s", "$2").replace("%(skew)s", "$3")
+
+
+_INSERT_SAMPLES_NATIVE = native_samples_sql(_INSERT_SAMPLES).encode()
+
+
+def meter_samples_params(items: list[MeterSamples], earliest: datetime, skew: timedelta) -> list[bytes | None]:
+    """The text parameters ``$1`` to ``$3`` of the native samples SQL."""
+    return [_samples_json(items).encode(), earliest.isoformat().encode(), f"{skew.total_seconds()} seconds".encode()]
 
 
 def meter_samples_statement(items: list[MeterSamples], earliest: datetime,
                             skew: timedelta) -> tuple[bytes, list[bytes | None]]:
     """The same insert as :func:`insert_meter_samples`, as a query and text parameters for
     :class:`csms.store.native.NativeConnection` (one autocommit statement)."""
-    return _INSERT_SAMPLES_NATIVE, [_samples_json(items).encode(), earliest.isoformat().encode(),
-                                    f"{skew.total_seconds()} seconds".encode()]
+    return _INSERT_SAMPLES_NATIVE, meter_samples_params(items, earliest, skew)
 
 
 def _samples_json(items: list[MeterSamples]) -> str:

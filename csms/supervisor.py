@@ -189,6 +189,7 @@ class Csms:
             deps = Deps(stations=stations, transactions=self._transactions, metrics=deps_metrics,
                         heartbeat_interval_s=s.heartbeat_interval_s, vendors=self.vendors)
             gateway = Gateway(s, deps, ROUTES_16, journal)
+            self._metrics.append(gateway.admission.render_metrics)
             self.gateway = gateway
             self.commands = ChargerCommands(gateway.send_call, gateway.is_connected)
             self.reaper = SessionReaper(db, self.commands, live, s)

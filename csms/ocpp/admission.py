@@ -21,6 +21,8 @@ from collections import deque
 
 import trio
 
+from csms.services.metrics import counter
+
 
 class TurnAdmission:
     """Admits at most ``per_turn`` messages to handling per scheduler turn (0: no limit).
@@ -78,3 +80,8 @@ class TurnAdmission:
                 return trio.lowlevel.Abort.SUCCEEDED
 
             await trio.lowlevel.wait_task_rescheduled(abort)  # woken in a reader's turn: runs in the next
+
+    def render_metrics(self) -> list[str]:
+        """The count of delayed messages in the Prometheus text format (for ``GET /metrics``)."""
+        return counter("csms_ocpp_admission_delayed_total",
+                       "Charger messages and handshakes that waited for a later scheduler turn.", self.delayed)

@@ -126,6 +126,9 @@ class Gateway:
 
     async def _handle(self, stream: trio.abc.Stream) -> None:
         try:
+            # A handshake is work like a message: in a reconnect storm, new sockets wait their turn too
+            # instead of crowding out the BootNotifications of those already connected.
+            await self.admission.admit()
             await self._serve_connection(stream)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the peer went away; an escaping error would take the listener down

@@ -27,6 +27,7 @@ from csms.services.commands import ChargerOffline, ChargerRejected, ChargerTimeo
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from datetime import datetime
 
     from csms.ocpp.admission import TurnAdmission
     from csms.services.journal import Journal
@@ -116,17 +117,23 @@ class StationConnection:
         while True:
             text = await self.ws.receive_text()
             read_at = trio.current_time()
-            await self._admission.admit()  # usually at once; in a flood, in a later turn (see admission)
-            self._deps.stations.touch(self.station_id)  # lastSeen: any message counts, not only heartbeats
+            received_at = utcnow()  # before the admission wait: it is part of the message's latency
             try:
-                frame = codec.parse_frame(text)
+                frame: codec.Call | codec.CallResult | codec.CallError | codec.OcppError = codec.parse_frame(text)
             except codec.OcppError as err:
-                self._journal.record(self.station_id, "in", None, None, err.unique_id, text)
-                await self._send_error(err)
+                frame = err
+            # Usually at once; in a flood, in a later turn (see csms.ocpp.admission). A charging
+            # session's MeterValues skip the queue: its driver may be watching it live.
+            if not (isinstance(frame, codec.Call) and self._deps.transactions.is_watched(frame.action, frame.payload)):
+                await self._admission.admit()
+            self._deps.stations.touch(self.station_id)  # lastSeen: any message counts, not only heartbeats
+            if isinstance(frame, codec.OcppError):
+                self._journal.record(self.station_id, "in", None, None, frame.unique_id, text)
+                await self._send_error(frame)
                 continue
             if isinstance(frame, codec.Call):
                 self._journal.record(self.station_id, "in", 2, frame.action, frame.unique_id, text)
-                await self._answer(frame, read_at)
+                await self._answer(frame, read_at, received_at)
             else:
                 kind = 3 if isinstance(frame, codec.CallResult) else 4
                 self._journal.record(self.station_id, "in", kind, None, frame.unique_id, text)
@@ -135,18 +142,18 @@ class StationConnection:
             # with thousands of mostly idle chargers that is a good share of a connection's memory.
             del text, frame
 
-    async def _answer(self, call: codec.Call, read_at: float) -> None:
+    async def _answer(self, call: codec.Call, read_at: float, received_at: datetime) -> None:
         remembered = self._answers.get(call.unique_id)
         if remembered is not None:
             await self._send(remembered, 3, call.action, call.unique_id)
             return
-        text, kind = await self._handle(call)
+        text, kind = await self._handle(call, received_at)
         # Measured as the answer goes to the socket: after send_all's closing checkpoint it would
         # include a turn of the scheduler, which is not this call's time.
         self._call_seconds.observe(trio.current_time() - read_at)
         await self._send(text, kind, call.action, call.unique_id)
 
-    async def _handle(self, call: codec.Call) -> tuple[str, int]:
+    async def _handle(self, call: codec.Call, received_at: datetime) -> tuple[str, int]:
         """The answer to a CALL: a CALLRESULT (kind 3) or a CALLERROR (kind 4)."""
         try:
             codec.validate_request(call.action, call.payload, unique_id=call.unique_id)
@@ -154,7 +161,7 @@ class StationConnection:
             if handler is None:
                 raise codec.OcppError(codec.CallErrorCode.NotImplemented, f"{call.action} is not handled",
                                       unique_id=call.unique_id)
-            ctx = CallContext(self.station_id, utcnow(), self._deps)
+            ctx = CallContext(self.station_id, received_at, self._deps)
             result = await handler(ctx, call.payload)
         except codec.OcppError as err:
             return codec.encode_error(err.unique_id, err.code, err.description, err.details), 4

@@ -173,6 +173,13 @@ class TransactionService:
         self.live.discard(tx_id)
         return info
 
+    def is_watched(self, action: str, payload: object) -> bool:
+        """Whether a CALL is the MeterValues of a charging session (which a driver may be watching)."""
+        if action != "MeterValues" or not isinstance(payload, dict):
+            return False
+        tx = payload.get("transactionId")
+        return isinstance(tx, int) and self.live.is_live(tx)
+
     async def meter_values(self, station_id: str, payload: dict[str, Any], received_at: datetime) -> None:
         """Store every sampled value of a MeterValues message (and update its session, if it has one)."""
         tx = payload.get("transactionId")

@@ -119,3 +119,19 @@ async def test_a_session_changed_meanwhile_is_written_under_the_lock(snode: Node
         await cp.call("MeterValues", _reading(tx, start + 500, 5, 6000, 34))
         assert (await _session(snode, session_id))[:2] == ("stopping", 500)
         assert (await _lane_counts(snode))[1] - after[1] == 1
+
+
+async def test_only_a_charging_sessions_meter_values_skip_the_turn_queue(snode: Node, api: httpx.AsyncClient) -> None:
+    await setup_station(snode, "LANE-3")
+    driver_id, token = await make_user(snode.db)
+    await credit(snode.db, driver_id, 100_000)
+    transactions = snode.csms._transactions
+    assert transactions is not None
+    async with charger(snode, "LANE-3", meter_interval_s=0) as cp:
+        _, tx, start = await _charging(snode, api, "LANE-3", cp, token)
+        reading = _reading(tx, start + 10, 0, 1000, 50)
+        assert transactions.is_watched("MeterValues", reading)
+        assert not transactions.is_watched("Heartbeat", {})
+        assert not transactions.is_watched("MeterValues", {**reading, "transactionId": tx + 1})
+        assert not transactions.is_watched("MeterValues", {k: v for k, v in reading.items() if k != "transactionId"})
+        assert not transactions.is_watched("MeterValues", {**reading, "transactionId": str(tx)})

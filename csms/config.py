@@ -152,7 +152,7 @@ class Settings:
     ping_interval_s: float = 60.0
     max_frame_bytes: int = 65536
     # Charger messages admitted to handling per event-loop turn (csms.ocpp.admission); 0: no limit.
-    ocpp_turn_budget: int = 32
+    ocpp_turn_budget: int = 16
     # Group commit: a batch closes at this many operations or after this long, whichever comes first.
     commit_batch_max: int = 500
     commit_batch_wait_s: float = 0.0

@@ -60,6 +60,16 @@ class TurnAdmission:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Let waiting readers in, ``per_turn`` per turn, until cancelled."""
         task_status.started()
+        try:
+            await self._let_in()
+        finally:
+            # Stopped (the listener is closing): nobody is held back any more, so handshakes and messages
+            # already read go on and meet the shutdown instead of waiting for its deadline.
+            self._per_turn = 0
+            while self._waiting:
+                trio.lowlevel.reschedule(self._waiting.popleft())
+
+    async def _let_in(self) -> None:
         if self._per_turn <= 0:
             await trio.sleep_forever()
         while True:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+from collections.abc import Awaitable, Callable
 
 import trio
 import trio.testing
@@ -83,3 +84,33 @@ async def test_a_cancelled_waiter_leaves_the_queue() -> None:
         await trio.testing.wait_all_tasks_blocked()
         nursery.cancel_scope.cancel()
     assert done == ["kept"]
+
+
+async def test_stopping_lets_every_waiter_go_on() -> None:
+    admission = TurnAdmission(1)
+    done: list[int] = []
+
+    async def reader(n: int) -> None:
+        await admission.admit()
+        done.append(n)
+
+    with trio.fail_after(5):  # without the release the waiters would wait forever
+        await _stop_with_waiters(admission, reader)
+    assert sorted(done) == list(range(5))
+    await admission.admit()  # and nobody waits from now on
+
+
+async def _stop_with_waiters(admission: TurnAdmission, reader: Callable[[int], Awaitable[None]]) -> None:
+    async with trio.open_nursery() as nursery:
+        pump = trio.CancelScope()
+
+        async def run_pump() -> None:
+            with pump:
+                await admission.run()
+
+        for n in range(5):
+            nursery.start_soon(reader, n)
+        await trio.testing.wait_all_tasks_blocked()
+        assert admission.delayed == 4  # no pump yet: all but the first wait
+        nursery.start_soon(run_pump)
+        pump.cancel()  # the listener closes before the pump got to them

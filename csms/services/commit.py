@@ -42,7 +42,7 @@ import trio
 from csms.services.clock import EARLIEST_PLAUSIBLE, MAX_FUTURE_SKEW
 from csms.services.metrics import Histogram, counter
 from csms.store.native import NativeConnection, NativeError
-from csms.store.transactions import MeterSamples, insert_meter_samples, meter_samples_statement
+from csms.store.transactions import UNIQUE_VIOLATION, MeterSamples, insert_meter_samples, meter_samples_statement
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -84,6 +84,7 @@ class GroupCommitter:
         self.batches = 0
         self.operations = 0
         self.busy_s = 0.0  # time spent writing batches (for /metrics and benchmarks)
+        self.replayed_batches = 0  # sample batches written again because they held stored values
         self.batch_seconds = Histogram("csms_commit_batch_seconds",
                                        "Time to write and commit one group-commit batch (all lanes).")
         self.wait_seconds = Histogram("csms_commit_wait_seconds",
@@ -180,7 +181,7 @@ class GroupCommitter:
         size = len(batch)
         if native is not None:
             plain = [op for op in batch if op.fn is None]
-            if plain and await _write_native(native, plain):
+            if plain and await self._write_native(native, plain):
                 batch = [op for op in batch if op.fn is not None]
         if batch:
             await self._write_in_thread(batch)
@@ -209,35 +210,45 @@ class GroupCommitter:
             for op, result in zip(batch, results, strict=True):
                 op.result = result
 
+    async def _write_native(self, native: NativeConnection, ops: list[_Op[Any]]) -> bool:
+        """Commit the samples of ``ops`` in one autocommit statement and release their waiters.
+
+        Returns False (nothing released) when that failed; the caller then writes them the usual way,
+        which is safe even if the statement did commit, because stored samples are skipped.
+        """
+        rows = [row for op in ops for row in op.rows]
+        try:
+            query, params = meter_samples_statement(rows, EARLIEST_PLAUSIBLE, MAX_FUTURE_SKEW, skip_stored=False)
+            try:
+                await native.execute(query, params, prepare=b"csms_new_meter_samples")
+            except NativeError as exc:
+                if exc.sqlstate != UNIQUE_VIOLATION:
+                    raise
+                # A value in the batch is stored already (a replay): nothing was written, so the batch
+                # goes again with the statement that skips stored values.
+                self.replayed_batches += 1
+                query, params = meter_samples_statement(rows, EARLIEST_PLAUSIBLE, MAX_FUTURE_SKEW)
+                await native.execute(query, params, prepare=b"csms_meter_samples")
+        except NativeError as exc:
+            log.warning("direct write of %d meter messages failed (%s); writing them in a thread", len(ops), exc)
+            return False
+        for op in ops:
+            op.done.set()
+        return True
+
     def render_metrics(self) -> list[str]:
         """Group-commit counters in the Prometheus text format (for ``GET /metrics``)."""
         return [*counter("csms_commit_batches_total", "Group-commit batches written.", self.batches),
                 *counter("csms_commit_operations_total", "Operations committed by group commit.", self.operations),
                 *counter("csms_commit_busy_seconds_total", "Time spent writing group-commit batches.", self.busy_s),
+                *counter("csms_commit_replayed_sample_batches_total", "Meter-sample batches written again, "
+                         "skipping values already stored (a charger's replay).", self.replayed_batches),
                 *self.batch_seconds.render(), *self.wait_seconds.render()]
 
     @property
     def mean_batch(self) -> float:
         """Average operations per committed batch (for /metrics and benchmarks)."""
         return self.operations / self.batches if self.batches else math.nan
-
-
-async def _write_native(native: NativeConnection, ops: list[_Op[Any]]) -> bool:
-    """Commit the samples of ``ops`` in one autocommit statement and release their waiters.
-
-    Returns False (nothing released) when that failed; the caller then writes them the usual way,
-    which is safe even if the statement did commit, because stored samples are skipped.
-    """
-    rows = [row for op in ops for row in op.rows]
-    try:
-        query, params = meter_samples_statement(rows, EARLIEST_PLAUSIBLE, MAX_FUTURE_SKEW)
-        await native.execute(query, params, prepare=b"csms_meter_samples")
-    except NativeError as exc:
-        log.warning("direct write of %d meter messages failed (%s); writing them in a thread", len(ops), exc)
-        return False
-    for op in ops:
-        op.done.set()
-    return True
 
 
 def _apply_batch(conn: Conn, batch: list[_Op[Any]]) -> list[Any]:

@@ -71,6 +71,7 @@ async def test_samples_alone_are_written_directly_and_survive_a_lost_connection(
                 nursery.start_soon(committer.submit_rows, [_samples("GC-N", i)])
         # A resend after a lost answer stores nothing twice.
         await committer.submit_rows([_samples("GC-N", 3)])
+        assert committer.replayed_batches == 1
         committer.close()
     count = await db.run(lambda c: c.execute("SELECT count(*) FROM meter_values WHERE station_id = 'GC-N'").fetchone())
     assert count == (80,)
@@ -79,3 +80,20 @@ async def test_samples_alone_are_written_directly_and_survive_a_lost_connection(
         while await db.run(lambda c: c.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
                                                (APPLICATION_NAME,)).fetchone()) != (0,):
             await trio.sleep(0.05)
+
+
+async def test_a_batch_holding_a_stored_value_is_written_again_skipping_only_that(db: Database) -> None:
+    await db.run(lambda c: c.execute("INSERT INTO stations (id) VALUES ('GC-R'), ('GC-S')"))
+    committer = GroupCommitter(db, max_batch=100, max_wait_s=0.05)  # the two writes share one batch
+    async with trio.open_nursery() as writers:
+        await writers.start(committer.run)
+        await committer.submit_rows([_samples("GC-R", 1)])
+        assert committer.replayed_batches == 0  # new values take the statement without ON CONFLICT
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(committer.submit_rows, [_samples("GC-R", 1)])  # a replay
+            nursery.start_soon(committer.submit_rows, [_samples("GC-S", 1)])  # new, in the same batch
+        assert committer.replayed_batches == 1
+        committer.close()
+    rows = await db.run(lambda c: c.execute(
+        "SELECT station_id, count(*) FROM meter_values GROUP BY station_id ORDER BY station_id").fetchall())
+    assert rows == [("GC-R", 2), ("GC-S", 2)]

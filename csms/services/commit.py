@@ -51,6 +51,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# After a batch held a stored value, this many batches skip stored values without trying the plain
+# INSERT first (about a second under a flood; a replaying charger's queue is usually that long).
+_SKIP_STORED_BATCHES = 50
 
 
 class CommitError(Exception):
@@ -85,6 +88,7 @@ class GroupCommitter:
         self.operations = 0
         self.busy_s = 0.0  # time spent writing batches (for /metrics and benchmarks)
         self.replayed_batches = 0  # sample batches written again because they held stored values
+        self._skip_stored_for = 0  # batches left to write with the statement that skips stored values
         self.batch_seconds = Histogram("csms_commit_batch_seconds",
                                        "Time to write and commit one group-commit batch (all lanes).")
         self.wait_seconds = Histogram("csms_commit_wait_seconds",
@@ -218,23 +222,34 @@ class GroupCommitter:
         """
         rows = [row for op in ops for row in op.rows]
         try:
-            query, params = meter_samples_statement(rows, EARLIEST_PLAUSIBLE, MAX_FUTURE_SKEW, skip_stored=False)
-            try:
-                await native.execute(query, params, prepare=b"csms_new_meter_samples")
-            except NativeError as exc:
-                if exc.sqlstate != UNIQUE_VIOLATION:
-                    raise
-                # A value in the batch is stored already (a replay): nothing was written, so the batch
-                # goes again with the statement that skips stored values.
-                self.replayed_batches += 1
+            if self._skip_stored_for:
+                # Replays come in runs (a charger reconnecting sends its whole queue), and a failed
+                # statement is wasted work: for a while, every batch skips stored values at once.
+                self._skip_stored_for -= 1
                 query, params = meter_samples_statement(rows, EARLIEST_PLAUSIBLE, MAX_FUTURE_SKEW)
                 await native.execute(query, params, prepare=b"csms_meter_samples")
+            else:
+                await self._write_new_samples(native, rows)
         except NativeError as exc:
             log.warning("direct write of %d meter messages failed (%s); writing them in a thread", len(ops), exc)
             return False
         for op in ops:
             op.done.set()
         return True
+
+    async def _write_new_samples(self, native: NativeConnection, rows: list[MeterSamples]) -> None:
+        query, params = meter_samples_statement(rows, EARLIEST_PLAUSIBLE, MAX_FUTURE_SKEW, skip_stored=False)
+        try:
+            await native.execute(query, params, prepare=b"csms_new_meter_samples")
+        except NativeError as exc:
+            if exc.sqlstate != UNIQUE_VIOLATION:
+                raise
+            # A value in the batch is stored already (a replay): nothing was written, so the batch
+            # goes again with the statement that skips stored values.
+            self.replayed_batches += 1
+            self._skip_stored_for = _SKIP_STORED_BATCHES
+            query, params = meter_samples_statement(rows, EARLIEST_PLAUSIBLE, MAX_FUTURE_SKEW)
+            await native.execute(query, params, prepare=b"csms_meter_samples")
 
     def render_metrics(self) -> list[str]:
         """Group-commit counters in the Prometheus text format (for ``GET /metrics``)."""

@@ -2,6 +2,7 @@
 
 The protocol does the RFC 6455 work (handshake checks, framing, pongs, the closing handshake); this module
 moves bytes between it and the stream, at half trio-websocket's CPU per message (DESIGN.md, "OCPP transport").
+Plain text frames, nearly all of OCPP-J, are read and written by ``csms.ocpp.wsframes`` instead.
 
 - One helper, :meth:`WebSocket._flush`, writes everything the protocol queues, under the send lock: frames
   never interleave, and a reader that owes a pong waits behind a pending send. That wait is the backpressure.
@@ -21,6 +22,8 @@ import trio
 from websockets.exceptions import ProtocolError
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
+
+from csms.ocpp.wsframes import take_text_frames, text_frame
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -97,6 +100,8 @@ class WebSocket:
         self._pings: dict[bytes, trio.Event] = {}
         self._ping_ids = itertools.count()
         self._reading = False
+        limits = (protocol.max_message_size, protocol.max_fragment_size)  # no extensions: nothing else limits
+        self._max_size = min((n for n in limits if n is not None), default=None)
         self._read_done: trio.Event | None = None  # for tasks waiting on a reader: set after its read
         self._closed: ConnectionClosed | None = None
         #: trio.current_time() of the last bytes from the peer (any frame, pongs included).
@@ -127,17 +132,8 @@ class WebSocket:
             ConnectionClosed: the connection is closing or closed, or the stream broke.
         """
         self._check_open()
-        self._protocol.send_text(text.encode())
-        await self._flush()
-
-    async def send_ping(self) -> None:
-        """Send a ping without waiting for its pong (the pong shows up in :attr:`last_received`).
-
-        Raises:
-            ConnectionClosed: the connection is closing or closed, or the stream broke.
-        """
-        self._check_open()
-        self._protocol.send_ping(next(self._ping_ids).to_bytes(8, "big"))
+        # Queued where the protocol queues its own frames (pongs, close), so the order holds.
+        self._protocol.writes.append(text_frame(text.encode()))
         await self._flush()
 
     def ping_nowait(self) -> None:
@@ -226,10 +222,14 @@ class WebSocket:
         try:
             data = await self._receive_some()
             self.last_received = trio.current_time()
+            if not data:
+                self._protocol.receive_eof()
+            elif self._between_frames():
+                messages, used = take_text_frames(data, self._max_size)
+                self._messages.extend(messages)
+                data = data[used:]  # anything else is the protocol's
             if data:
                 self._protocol.receive_data(data)
-            else:
-                self._protocol.receive_eof()
             self._handle_frames(self._protocol.events_received())
             await self._flush()
             if self._protocol.eof_sent or self._protocol.state is State.CLOSED:
@@ -247,11 +247,10 @@ class WebSocket:
     async def _receive_some(self) -> bytes:
         """The next bytes from the peer (b"" at EOF).
 
-        A plain TCP socket is read directly, like Trio's own receive_some (check for cancellation, try the
-        read, wait for readability only if nothing is there, always yield once) but without its layers of
-        wrappers: each is a coroutine object created per read that lives while the charger is quiet,
-        which with thousands of chargers kept the garbage collector's young generation large and its
-        pauses long (hundreds of milliseconds).
+        A plain TCP socket is read directly, like Trio's receive_some (check for cancellation, try the read,
+        wait for readability only if nothing is there, always yield once) without its wrappers: each is a
+        coroutine object per read that lives while the charger is quiet, which with thousands of chargers
+        kept the GC's young generation large and its pauses long (hundreds of milliseconds).
         """
         if self._fd is None:
             return bytes(await self._stream.receive_some(RECEIVE_BYTES))
@@ -279,6 +278,12 @@ class WebSocket:
                 await trio.lowlevel.cancel_shielded_checkpoint()
             return data
 
+    def _between_frames(self) -> bool:
+        """Whether the protocol waits for a new frame with nothing buffered (``csms.ocpp.wsframes``)."""
+        protocol = self._protocol
+        return (protocol.state is State.OPEN and not protocol.reader.buffer and protocol.current_size is None
+                and self._fragments is None)
+
     def _handle_frames(self, events: Iterable[Event]) -> None:
         """Queue text messages and match pongs; pings and close frames are answered by the protocol."""
         for frame in events:
@@ -295,10 +300,8 @@ class WebSocket:
                     event.set()
 
     def _text_part(self, frame: Frame) -> None:
-        """Add a text frame or continuation; queue the message once its final fragment is in.
-
-        The protocol has already failed the connection on a misplaced continuation frame.
-        """
+        """Add a text frame or continuation; queue the message once its final fragment is in (the protocol
+        has already failed the connection on a misplaced continuation frame)."""
         data = frame.data  # the common case: an unfragmented message
         if not frame.fin or self._fragments is not None:
             self._fragments = self._fragments or []

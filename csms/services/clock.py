@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import orjson
+
 # Chargers with a flat RTC battery report 1970 or 2000; anything before this is not a real time.
 EARLIEST_PLAUSIBLE = datetime(2010, 1, 1, tzinfo=UTC)
 # A clock running ahead by more than this is also treated as wrong.
@@ -17,7 +19,16 @@ def utcnow() -> datetime:
 
 def iso(ts: datetime) -> str:
     """Format as OCPP likes it: UTC with a ``Z`` and millisecond precision."""
-    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if ts.tzinfo is not UTC:
+        ts = ts.astimezone(UTC)
+    # orjson writes '"YYYY-MM-DDTHH:MM:SS.ffffffZ"' in C, a tenth of isoformat's time (every Heartbeat
+    # answer carries one); it leaves the fraction out when it is zero.
+    text = orjson.dumps(ts, option=orjson.OPT_UTC_Z)
+    if len(text) == 29:
+        return text[1:24].decode() + "Z"
+    if len(text) == 22:
+        return text[1:20].decode() + ".000Z"
+    return ts.isoformat(timespec="milliseconds").replace("+00:00", "Z")  # a year before 1000 (never seen)
 
 
 def parse_timestamp(raw: str) -> datetime:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import random
 from datetime import UTC, datetime, timedelta, timezone
 
 import trio_websocket
 
-from csms.services.clock import parse_timestamp
+from csms.services.clock import iso, parse_timestamp
 from tests.conftest import add_station, charger, node_settings, running_node
 
 
@@ -77,3 +78,16 @@ async def test_status_history_notifications_and_data_transfer(db_url: str) -> No
         notes = await node.db.run(lambda c: c.execute(
             "SELECT diagnostics_status, firmware_status FROM stations WHERE id = 'CORE-3'").fetchone())
         assert notes == ("Uploading", "Installed")
+
+
+def test_iso_is_utc_with_milliseconds_whatever_the_input() -> None:
+    rng = random.Random(3)
+    zones = [UTC, timezone(timedelta(hours=6)), timezone(timedelta(hours=-3, minutes=-30))]
+    for _ in range(2000):
+        ts = datetime(2010, 1, 1, tzinfo=UTC) + timedelta(seconds=rng.randrange(10**9),
+                                                          microseconds=rng.choice([0, 999, 1000, rng.randrange(10**6)]))
+        local = ts.astimezone(rng.choice(zones))
+        expected = ts.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        assert iso(local) == expected
+    assert iso(datetime(2026, 11, 26, 23, 5, 57, tzinfo=UTC)) == "2026-11-26T23:05:57.000Z"
+    assert iso(datetime(999, 1, 2, 3, 4, 5, 6000, tzinfo=UTC)) == "0999-01-02T03:04:05.006Z"

@@ -247,36 +247,31 @@ class WebSocket:
     async def _receive_some(self) -> bytes:
         """The next bytes from the peer (b"" at EOF).
 
-        A plain TCP socket is read directly, like Trio's receive_some (check for cancellation, try the read,
-        wait for readability only if nothing is there, always yield once) without its wrappers: each is a
-        coroutine object per read that lives while the charger is quiet, which with thousands of chargers
-        kept the GC's young generation large and its pauses long (hundreds of milliseconds).
+        A plain TCP socket is read directly, without Trio's wrappers: each is a coroutine object per read
+        that lives while the charger is quiet, which with thousands of chargers kept the GC's young
+        generation large and its pauses long (hundreds of milliseconds). It waits first, then reads: a
+        charger has one CALL in flight, so right after csms answered (when this is called) its next bytes
+        are rarely there yet, and trying first cost a failed read and an exception per message. The wait
+        is the checkpoint (cancellation and a yield).
         """
         if self._fd is None:
             return bytes(await self._stream.receive_some(RECEIVE_BYTES))
-        await trio.lowlevel.checkpoint_if_cancelled()
-        waited = False
         while True:
-            # Read self._fd again after every wait: close() clears it before closing the socket, and
+            # self._fd is read again after every wait: close() clears it before closing the socket, and
             # nothing runs between this check and the read, so the number never names another socket.
             fd = self._fd
             if fd is None:
                 raise trio.ClosedResourceError("the connection was closed")
+            await trio.lowlevel.wait_readable(fd)
+            fd = self._fd
+            if fd is None:
+                raise trio.ClosedResourceError("the connection was closed")
             try:
-                data: bytes | None = os.read(fd, RECEIVE_BYTES)
+                return os.read(fd, RECEIVE_BYTES)
             except BlockingIOError:
-                data = None
+                pass  # woken without data: wait again (outside this block, so no exception stays alive)
             except OSError as exc:  # reset by the peer, and the like
                 raise trio.BrokenResourceError(type(exc).__name__) from None
-            if data is None:
-                # Waited for outside the except block: inside it, the BlockingIOError and its traceback
-                # stay alive for as long as the charger is quiet (objects the GC must scan, memory).
-                await trio.lowlevel.wait_readable(fd)  # a scheduling point
-                waited = True
-                continue
-            if not waited:
-                await trio.lowlevel.cancel_shielded_checkpoint()
-            return data
 
     def _between_frames(self) -> bool:
         """Whether the protocol waits for a new frame with nothing buffered (``csms.ocpp.wsframes``)."""

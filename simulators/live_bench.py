@@ -55,6 +55,7 @@ import trio
 
 from simulators.chargepoint import ChargePoint
 from simulators.live_bench_api import LIVE_SESSION, ApiError, BenchApi, parse_histogram
+from simulators.live_bench_node import NodeSubscribers
 from simulators.live_bench_ws import GraphQLWsClient, WsClosed
 
 if TYPE_CHECKING:
@@ -109,7 +110,10 @@ class Results:
             self.errors += 1
             return
         sub.ready.set()
-        energy = message["payload"]["data"]["sessionUpdated"]["energyWh"]
+        self.on_update(sub, at, message["payload"]["data"]["sessionUpdated"]["energyWh"])
+
+    def on_update(self, sub: Subscriber, at: float, energy: int) -> None:
+        """Match an update showing ``energy`` to the MeterValues it shows (all those up to it)."""
         sends, i = sub.load.sends, sub.seen
         start, end = self.window
         while i < len(sends) and sends[i][0] <= energy:
@@ -206,7 +210,8 @@ async def open_subscribers(subs: list[Subscriber], ws_url: str, results: Results
     await gather_limited([lambda sub=sub: one(sub) for sub in subs], SETUP_CONCURRENCY * 2)
 
 
-async def drive(load: Load, interval_s: float, stop: trio.Event, rng: random.Random) -> None:
+async def drive(load: Load, interval_s: float, stop: trio.Event, rng: random.Random,
+                clock: Callable[[], float] = time.perf_counter) -> None:
     """Send MeterValues every ``interval_s`` (the first at a random offset) until ``stop`` is set."""
     assert load.cp is not None
     cp, connector = load.cp, load.cp.connectors[1]
@@ -217,7 +222,7 @@ async def drive(load: Load, interval_s: float, stop: trio.Event, rng: random.Ran
         connector.meter_wh += STEP_WH
         payload = cp.meter_values(1, "Sample.Periodic")
         register = int(float(payload["meterValue"][0]["sampledValue"][0]["value"]))  # what csms floors to
-        load.sends.append((register - load.meter_start_wh, time.perf_counter()))
+        load.sends.append((register - load.meter_start_wh, clock()))
         if await cp.tx_call("MeterValues", payload) is None:
             load.failed_sends += 1
         next_at += interval_s
@@ -264,23 +269,37 @@ async def run(args: argparse.Namespace) -> str:
         t = time.perf_counter()
         await set_up_accounts(api, loads, tag)
         await start_sessions(api, loads, args.ocpp, nursery)
-        await open_subscribers(subs, ws_url, results, nursery)
+        node = None
+        if args.node_modules:  # see simulators.live_bench_node
+            node = NodeSubscribers(Path(args.node_modules), ws_url, LIVE_SESSION,
+                                   [(sub.load.token, sub.load.session_id) for sub in subs])
+            await node.start()
+        else:
+            await open_subscribers(subs, ws_url, results, nursery)
+        clock = time.time if node else time.perf_counter  # the Node client stamps with the wall clock
         log.warning("set up %d sessions and %d subscribers in %.1f s", len(loads), len(subs), time.perf_counter() - t)
         if args.ready_file:
             Path(args.ready_file).write_text("ready\n")
         stop = trio.Event()
         async with trio.open_nursery() as senders:
             for load in loads:
-                senders.start_soon(drive, load, args.meter_interval, stop, rng)
+                senders.start_soon(drive, load, args.meter_interval, stop, rng, clock)
             await trio.sleep(args.warmup_s)
             before = await api.metrics()
-            cpu0, start = time.process_time(), time.perf_counter()
+            def tool_cpu() -> float:
+                return time.process_time() + (node.cpu_seconds() if node else 0.0)
+
+            cpu0, start = tool_cpu(), clock()
             results.window = (start, start + args.duration_s)
             await trio.sleep(args.duration_s)
-            cpu, wall = time.process_time() - cpu0, time.perf_counter() - start
+            cpu, wall = tool_cpu() - cpu0, clock() - start
             stop.set()
         await trio.sleep(args.drain_s)
         after = await api.metrics()
+        if node is not None:
+            for index, at, energy in await node.finish():
+                results.on_update(subs[index], at, energy)
+            results.errors += node.errors
         missing = results.dropped(subs)
         stop_failures = 0 if args.keep_sessions else await stop_sessions(api, loads)
         nursery.cancel_scope.cancel()
@@ -323,6 +342,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1, help="random seed of the send offsets")
     parser.add_argument("--ready-file", help="write this file once everything is set up (for scripts)")
     parser.add_argument("--keep-sessions", action="store_true", help="leave the sessions charging at the end")
+    parser.add_argument("--node-modules", help="run the subscribers in Node with the `ws` package from this "
+                        "node_modules directory (a set-up shared/bench has one)")
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
     if args.sessions < 1 or args.subscribers < 1 or args.meter_interval <= 0 or args.duration_s <= 0:

@@ -21,6 +21,7 @@
 #   PROFILE=<file>: record csms with py-spy during the run (collapsed stacks; `pip install py-spy`;
 #     PROFILE_RATE samples per second, default 100)
 #   KEEP_DATA=1: keep the database in $DATA/var (csms.log, live.txt and live.log are always kept)
+#   CLIENT=python: run the subscribers in Python (default: Node, with the `ws` package of $BENCH)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -86,10 +87,16 @@ if [[ $LIVE == 0 ]]; then
   echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
   exit 0
 fi
+# The subscribers run in Node when the harness copy has its `ws` package (simulators/live_bench_node.py):
+# the Python client took 16-21% of core 1, which this layout shares with PostgreSQL. CLIENT=python keeps it.
+CLIENT_ARGS=()
+if [[ ${CLIENT:-node} == node && -n $BENCH && -d $BENCH/node_modules/ws ]]; then
+  CLIENT_ARGS=(--node-modules "$BENCH/node_modules")
+fi
 taskset -c 1 "$PY" -m simulators.live_bench --api "http://127.0.0.1:$HTTP_PORT" \
   --ocpp "ws://127.0.0.1:$OCPP_PORT/ocpp/" --api-key-file "$DATA/api-key" --sessions "$SESSIONS" \
   --subscribers "$SUBSCRIBERS" --meter-interval "$INTERVAL" --warmup-s "$WARMUP" --duration-s "$DURATION" \
-  --ready-file "$DATA/ready" > "$DATA/live.txt" 2> "$DATA/live.log" &
+  --ready-file "$DATA/ready" ${CLIENT_ARGS[@]+"${CLIENT_ARGS[@]}"} > "$DATA/live.txt" 2> "$DATA/live.log" &
 LIVE_PID=$!
 while [[ ! -f $DATA/ready ]]; do
   kill -0 "$LIVE_PID" 2>/dev/null || { cat "$DATA/live.log" >&2; echo "live_bench failed" >&2; exit 1; }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 import pytest
@@ -11,15 +12,21 @@ from csms.store.apikeys import create_api_key
 from simulators import live_bench
 from tests.conftest import node_settings, running_node
 
+NODE_MODULES = os.environ.get("CSMS_TEST_NODE_MODULES", "")  # set by `./dev test` when npm can install `ws`
 
-async def test_live_bench_measures_subscribers_of_live_sessions(db_url: str) -> None:
+
+@pytest.mark.parametrize("client", [
+    "python",
+    pytest.param("node", marks=pytest.mark.skipif(not NODE_MODULES, reason="no node_modules with `ws`")),
+])
+async def test_live_bench_measures_subscribers_of_live_sessions(db_url: str, client: str) -> None:
     settings = node_settings(db_url, auth=replace(AuthSettings(), register_rate_limit=1000))
     async with running_node(settings) as node:
         key = await node.db.run(create_api_key, "live bench")
         args = live_bench.parse_args([
             "--api", f"http://127.0.0.1:{node.ready.http_port}", "--ocpp", node.ocpp_url, "--api-key", key,
             "--sessions", "2", "--subscribers", "5", "--meter-interval", "0.1", "--warmup-s", "0.3",
-            "--duration-s", "1", "--drain-s", "0.5",
+            "--duration-s", "1", "--drain-s", "0.5", *(["--node-modules", NODE_MODULES] if client == "node" else []),
         ])
         line = await live_bench.run(args)
         sessions = await node.db.run(lambda conn: conn.execute(

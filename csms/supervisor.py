@@ -32,6 +32,8 @@ from csms.api.server import serve_api
 from csms.ocpp.gateway import Gateway
 from csms.ocpp.handlers.context import Deps, VendorHandler
 from csms.ocpp.router import ROUTES_16
+from csms.services.command_relay import CHANNEL as RELAY_CHANNEL
+from csms.services.command_relay import CommandRelay
 from csms.services.commands import ChargerCommands
 from csms.services.commit import GroupCommitter
 from csms.services.events import EventHub
@@ -233,7 +235,14 @@ class Csms:
                     await aux.start(self.reaper.run)
                 # Before the API, so that the first subscription already has its events; when it stops
                 # (with the API), open subscription sockets close with 1001.
-                self.events = await aux.start(EventHub(db.dsn, capacity=s.events_buffer).run)
+                # Commands for chargers on other nodes travel on the events connection too.
+                relay = await aux.start(CommandRelay(db, self.node_id, gateway.send_call,
+                                                     default_timeout_s=s.call_timeout_s).run)
+                hub = EventHub(db.dsn, capacity=s.events_buffer)
+                hub.channel_handlers[RELAY_CHANNEL] = relay.notified
+                self.events = await aux.start(hub.run)
+                assert self.commands is not None
+                self.commands.relay = relay
                 # Live-session updates reach this process's subscribers as they commit (no NOTIFY trip).
                 assert self._transactions is not None
                 self._transactions.publish_to(self.events.publish_committed)

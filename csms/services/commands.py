@@ -34,6 +34,15 @@ class ChargerRejected(CommandError):
         self.description = description
 
 
+class Relay(Protocol):
+    """Reaches chargers held by other nodes (:class:`csms.services.command_relay.CommandRelay`)."""
+
+    async def holder(self, station_id: str) -> str | None: ...
+
+    async def call(self, node_id: str, station_id: str, action: str, payload: dict[str, Any],
+                   timeout_s: float | None = None) -> dict[str, Any]: ...
+
+
 class CallSender(Protocol):
     """Sends one OCPP CALL to a charger and returns the CALLRESULT payload."""
 
@@ -48,17 +57,33 @@ def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
 class ChargerCommands:
     """The OCPP 1.6 CS→CP calls, typed."""
 
-    def __init__(self, send: CallSender, connected: Callable[[str], bool] | None = None) -> None:
+    def __init__(self, send: CallSender, connected: Callable[[str], bool] | None = None,
+                 relay: Relay | None = None) -> None:
         self._send = send
         self._connected = connected
+        #: Reaches chargers connected to other nodes (None: this node's chargers only).
+        self.relay = relay
 
     def is_connected(self, station_id: str) -> bool:
         """Whether the charger has an open connection on this node (False when unknown)."""
         return self._connected is not None and self._connected(station_id)
 
+    async def is_online(self, station_id: str) -> bool:
+        """Whether the charger is connected to this node or, with a relay, to another live node."""
+        if self.is_connected(station_id):
+            return True
+        return self.relay is not None and await self.relay.holder(station_id) is not None
+
     async def call(self, station_id: str, action: str, payload: dict[str, Any],
                    timeout_s: float | None = None) -> dict[str, Any]:
-        """Send any CS→CP action (validated by the gateway against the 1.6 schema)."""
+        """Send any CS→CP action (validated by the gateway against the 1.6 schema).
+
+        A charger connected to another node is reached through that node (the relay).
+        """
+        if self.relay is not None and not self.is_connected(station_id):
+            node = await self.relay.holder(station_id)
+            if node is not None:
+                return await self.relay.call(node, station_id, action, payload, timeout_s)
         return await self._send(station_id, action, payload, timeout_s)
 
     async def remote_start(self, station_id: str, id_tag: str, connector_id: int | None = None,

@@ -115,6 +115,8 @@ class EventHub:
         # For publish_committed: payloads delivered by one path whose other path has not come yet.
         self._committed_here: OrderedDict[str, None] = OrderedDict()
         self._notified: OrderedDict[str, None] = OrderedDict()
+        #: Notifications of other channels this process LISTENs on, by channel (the command relay's).
+        self.channel_handlers: dict[str, Callable[[str], None]] = {}
 
     # -- subscribers -----------------------------------------------------------------------------
 
@@ -311,7 +313,7 @@ class EventHub:
 
     async def _connect(self) -> psycopg.Connection[Any]:
         assert self.dsn is not None
-        dsn = self.dsn
+        dsn, handlers = self.dsn, list(self.channel_handlers)
 
         def connect() -> psycopg.Connection[Any]:
             # TCP keepalives: a silently dead network path is noticed within about a minute (libpq
@@ -320,6 +322,8 @@ class EventHub:
                                    keepalives_idle=30, keepalives_interval=10, keepalives_count=3)
             try:
                 conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
+                for channel in handlers:
+                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
             except BaseException:
                 conn.close()
                 raise
@@ -349,7 +353,11 @@ class EventHub:
         while not conn.closed:
             await trio.lowlevel.wait_readable(conn.fileno())
             for note in conn.notifies(timeout=0):
-                self.notified(note.payload)
+                handler = self.channel_handlers.get(note.channel)
+                if handler is not None:
+                    handler(note.payload)
+                else:
+                    self.notified(note.payload)
 
     def notified(self, payload: str) -> None:
         """Deliver a notification read from PostgreSQL (unless publish_committed delivered it already)."""

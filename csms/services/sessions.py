@@ -124,7 +124,7 @@ class SessionService:
             raise SessionError("FORBIDDEN", "Charging needs a user account (not an API key).")
         session_id = str(uuid.uuid4())
         tag = billing.new_session_tag()
-        connected = self.commands is not None and self.commands.is_connected(request.station_id)
+        connected = self.commands is not None and await self.commands.is_online(request.station_id)
         fp = idempotency.fingerprint({"stationId": request.station_id, "connectorId": request.connector_id,
                                       "limitTyiyn": request.limit_tyiyn, "energyWh": request.energy_wh})
         opened, created = await self.db.run(

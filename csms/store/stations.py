@@ -13,6 +13,7 @@ import orjson
 from psycopg.types.json import Jsonb
 
 from csms.store.events import CHANNEL, notify
+from csms.store.views import CONNECTED_NODE_WINDOW
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -230,3 +231,14 @@ def set_links(conn: Conn, node_id: str, connected: list[str], disconnected: list
 # One ``station_connection`` notification per row (see csms.store.events for the payload).
 _CONNECTION_EVENT = """pg_notify(%s, json_build_object('topic', 'station_connection', 'station_id', station_id,
                                                    'connected', %s::boolean, 'updated_at', now())::text)"""
+
+
+def station_holder(conn: Conn, station_id: str, except_node: str) -> str | None:
+    """The live node other than ``except_node`` that holds the station's socket, or None."""
+    row = conn.execute(
+        f"""SELECT c.node_id FROM charger_connections c JOIN nodes n ON n.node_id = c.node_id
+            WHERE c.station_id = %s AND c.node_id <> %s
+              AND n.last_seen > now() - interval '{CONNECTED_NODE_WINDOW}'""",
+        (station_id, except_node),
+    ).fetchone()
+    return str(row[0]) if row else None

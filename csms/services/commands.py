@@ -18,7 +18,7 @@ class CommandError(Exception):
 
 
 class ChargerOffline(CommandError):
-    """The charger has no open connection on this node."""
+    """The charger has no open connection (on this node, nor on another one the relay knows of)."""
 
 
 class ChargerTimeout(CommandError):

@@ -238,6 +238,7 @@ class Csms:
                 # Commands for chargers on other nodes travel on the events connection too.
                 relay = await aux.start(CommandRelay(db, self.node_id, gateway.send_call,
                                                      default_timeout_s=s.call_timeout_s).run)
+                self._metrics.append(relay.render_metrics)
                 hub = EventHub(db.dsn, capacity=s.events_buffer)
                 hub.channel_handlers[RELAY_CHANNEL] = relay.notified
                 self.events = await aux.start(hub.run)

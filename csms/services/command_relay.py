@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from csms.services.commands import ChargerOffline, ChargerRejected, ChargerTimeout, CommandError
+from csms.services.metrics import counter
 from csms.store.stations import station_holder
 
 if TYPE_CHECKING:
@@ -72,6 +73,13 @@ class CommandRelay:
         self._nursery: trio.Nursery | None = None
         self.sent = 0  # commands sent to other nodes
         self.served = 0  # commands other nodes sent here
+
+    def render_metrics(self) -> list[str]:
+        """The relay's counters in the Prometheus text format (for ``GET /metrics``)."""
+        return [*counter("csms_relay_commands_sent_total",
+                         "Commands sent to chargers held by other csms nodes.", self.sent),
+                *counter("csms_relay_commands_served_total",
+                         "Commands other csms nodes sent to chargers held here.", self.served)]
 
     async def holder(self, station_id: str) -> str | None:
         """The other live node holding the charger's socket, or None (not connected elsewhere)."""

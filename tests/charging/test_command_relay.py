@@ -71,6 +71,8 @@ async def test_a_driver_charges_through_one_node_at_a_charger_on_another(
         done = await wait_session(api, token, s["id"], status="completed")
     remote = [a for a, _ in cp.received if a in ("RemoteStartTransaction", "RemoteStopTransaction")]
     assert remote == ["RemoteStartTransaction", "RemoteStopTransaction"]
+    metrics = (await api.get("/metrics")).text
+    assert "csms_relay_commands_sent_total 2" in metrics
     [(energy,)] = await rows(snode.db, "SELECT meter_stop_wh - meter_start_wh FROM transactions")
     assert done["energyWh"] == energy > 20
     assert done["chargedTyiyn"] == energy  # 1,000 tyiyn per kWh: one tyiyn per Wh

@@ -14,7 +14,7 @@ import pytest
 import trio
 
 from csms.services.command_relay import RELAY_MARGIN_S
-from csms.services.commands import ChargerOffline, ChargerTimeout
+from csms.services.commands import ChargerOffline, ChargerRejected, ChargerTimeout
 from csms.supervisor import Ready
 from tests.charging.support import STOP, credit, gql, rows, setup_station, started, wait_session, wallet
 from tests.conftest import TEST_JWT_KEY, add_station, charger, make_user
@@ -92,6 +92,11 @@ async def test_any_command_reaches_the_charger_and_its_answer_comes_back(snode: 
         assert key["key"] == "HeartbeatInterval" and key["value"] == cp.config["HeartbeatInterval"]
         assert (await commands.change_configuration("RELAY-2", "HeartbeatInterval", "123"))["status"] == "Accepted"
         assert cp.config["HeartbeatInterval"] == "123"
+        # A CALLERROR comes back with its code (the simulator does not implement reservations).
+        with pytest.raises(ChargerRejected) as rejected:
+            await commands.call("RELAY-2", "ReserveNow", {"connectorId": 1, "expiryDate": "2030-01-01T00:00:00Z",
+                                                          "idTag": "TAG-1", "reservationId": 7})
+        assert rejected.value.code == "NotImplemented"
     # Gone from the other node: it answers that the charger is offline (or it is no longer listed).
     with pytest.raises(ChargerOffline):
         await commands.reset("RELAY-2")

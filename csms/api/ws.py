@@ -90,22 +90,39 @@ class GraphQLWebSocket:
     async def run(self) -> None:
         """Serve the connection until either side closes it (or the process stops)."""
         settings = self.services.settings
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            events = self.services.events
-            if events is not None:
-                nursery.start_soon(self._close_when_stopping, events.stopping)
-            with trio.move_on_after(settings.ws_init_timeout_s) as init:
-                expires_at = await self._handshake()
-            if init.cancelled_caught:
-                await self.close(Close.INIT_TIMEOUT, "Connection initialisation timeout")
-                return
-            if self.close_code is not None:
-                return
-            await self.ws.send(proto.CONNECTION_ACK)
-            if expires_at is not None:
-                nursery.start_soon(self._close_at_expiry, expires_at)
-            await self._serve()
+        events = self.services.events
+        # One scope for the handshake and the reading: cancelled when the process stops, and given a
+        # deadline when the access token expires (callbacks and deadlines, not a task per socket).
+        serving = trio.CancelScope()
+        going_away: list[bool] = []
+
+        def stopping() -> None:
+            going_away.append(True)
+            serving.cancel()
+
+        forget = events.on_stopping(stopping) if events is not None else None
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                with serving:
+                    with trio.move_on_after(settings.ws_init_timeout_s) as init:
+                        expires_at = await self._handshake()
+                    if init.cancelled_caught:
+                        await self.close(Close.INIT_TIMEOUT, "Connection initialisation timeout")
+                        return
+                    if self.close_code is not None:
+                        return
+                    await self.ws.send(proto.CONNECTION_ACK)
+                    if expires_at is not None:
+                        serving.deadline = trio.current_time() + max(0.0, expires_at - time.time())
+                    await self._serve()
+                if going_away:
+                    await self.close(Close.GOING_AWAY, "Server shutting down")
+                elif serving.cancelled_caught:
+                    await self.close(Close.FORBIDDEN, "Forbidden: the access token expired")
+        finally:
+            if forget is not None:
+                forget()
 
     async def close(self, code: int, reason: str = "") -> None:
         """Close the socket once with ``code`` and end every operation."""
@@ -247,14 +264,6 @@ class GraphQLWebSocket:
         except Exception:
             log.exception("GraphQL WebSocket send failed")
             await self.close(Close.INTERNAL_ERROR, "Internal error")
-
-    async def _close_when_stopping(self, stopping: trio.Event) -> None:
-        await stopping.wait()
-        await self.close(Close.GOING_AWAY, "Server shutting down")
-
-    async def _close_at_expiry(self, expires_at: float) -> None:
-        await trio.sleep(max(0.0, expires_at - time.time()))
-        await self.close(Close.FORBIDDEN, "Forbidden: the access token expired")
 
 
 async def serve_graphql_ws(websocket: Websocket, services: ApiServices, schema: BaseSchema, *,

@@ -107,6 +107,7 @@ class EventHub:
         self.listener_pid: int | None = None  # the LISTEN connection's backend, while connected
         # Set when the service stops: open subscription sockets close so clients reconnect elsewhere.
         self.stopping = trio.Event()
+        self._stop_callbacks: set[Callable[[], None]] = set()
         self._subscribers: dict[tuple[str, str], set[Subscription]] = {}
         self._topic_subscribers: dict[str, set[TopicSubscription]] = {}
         self._loads: OrderedDict[tuple[str, str], _Load] = OrderedDict()
@@ -117,6 +118,18 @@ class EventHub:
         self._notified: OrderedDict[str, None] = OrderedDict()
         #: Notifications of other channels this process LISTENs on, by channel (the command relay's).
         self.channel_handlers: dict[str, Callable[[str], None]] = {}
+
+    def on_stopping(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Have ``callback`` called once when the hub stops (at once if it has); returns its cancel.
+
+        A callback instead of a task waiting on :attr:`stopping`: a task per subscription socket cost
+        a thousand tasks, and their objects, with a thousand subscribers.
+        """
+        if self.stopping.is_set():
+            callback()
+            return _nothing
+        self._stop_callbacks.add(callback)
+        return lambda: self._stop_callbacks.discard(callback)
 
     # -- subscribers -----------------------------------------------------------------------------
 
@@ -306,6 +319,9 @@ class EventHub:
                 self.resync_all()
         finally:
             self.stopping.set()
+            callbacks, self._stop_callbacks = self._stop_callbacks, set()
+            for callback in callbacks:
+                callback()
             self.listener_pid = None
             if conn is not None:
                 with trio.CancelScope(shield=True):
@@ -370,6 +386,10 @@ class EventHub:
     async def _close(self, conn: psycopg.Connection[Any]) -> None:
         self.listener_pid = None
         await trio.to_thread.run_sync(conn.close)
+
+
+def _nothing() -> None:
+    pass
 
 
 __all__ = ["DEFAULT_CAPACITY", "KEY_FIELDS", "Event", "EventHub", "Subscription", "TopicSubscription"]

@@ -242,3 +242,19 @@ async def test_age_of_stamped_events_on_arrival_is_measured(db: Database, nurser
     assert 0 <= hub.metrics.notify.sum < time.time() - sent_us / 1_000_000 + 0.001
     page = "\n".join(hub.render_metrics())
     assert "csms_live_notify_latency_seconds_count 1" in page and "csms_events_received_total 2" in page
+
+
+async def test_stop_callbacks_run_once_when_the_hub_stops_and_can_be_withdrawn() -> None:
+    hub = EventHub(None)
+    called: list[str] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        hub.on_stopping(lambda: called.append("kept"))
+        forget = hub.on_stopping(lambda: called.append("withdrawn"))
+        forget()
+        assert called == []
+        nursery.cancel_scope.cancel()
+    assert hub.stopping.is_set()
+    assert called == ["kept"]
+    hub.on_stopping(lambda: called.append("late"))  # after the stop: at once
+    assert called == ["kept", "late"]

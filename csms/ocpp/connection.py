@@ -128,12 +128,13 @@ class StationConnection:
                 await self._admission.admit()
             self._deps.stations.touch(self.station_id)  # lastSeen: any message counts, not only heartbeats
             if isinstance(frame, codec.OcppError):
-                self._journal.record(self.station_id, "in", None, None, frame.unique_id, text)
-                await self._send_error(frame)
+                answer = codec.encode_error(frame.unique_id, frame.code, frame.description, frame.details)
+                self._journal.record_exchange(self.station_id, None, None, frame.unique_id, text, received_at, 4,
+                                              answer)
+                await self.ws.send_text(answer)
                 continue
             if isinstance(frame, codec.Call):
-                self._journal.record(self.station_id, "in", 2, frame.action, frame.unique_id, text)
-                await self._answer(frame, read_at, received_at)
+                await self._answer(frame, text, read_at, received_at)
             else:
                 kind = 3 if isinstance(frame, codec.CallResult) else 4
                 self._journal.record(self.station_id, "in", kind, None, frame.unique_id, text)
@@ -142,16 +143,23 @@ class StationConnection:
             # with thousands of mostly idle chargers that is a good share of a connection's memory.
             del text, frame
 
-    async def _answer(self, call: codec.Call, read_at: float, received_at: datetime) -> None:
+    async def _answer(self, call: codec.Call, frame: str, read_at: float, received_at: datetime) -> None:
+        """Handle a CALL, journal it with its answer (one row), and send the answer."""
         remembered = self._answers.get(call.unique_id)
         if remembered is not None:
-            await self._send(remembered, 3, call.action, call.unique_id)
-            return
-        text, kind = await self._handle(call, received_at)
-        # Measured as the answer goes to the socket: after send_all's closing checkpoint it would
-        # include a turn of the scheduler, which is not this call's time.
-        self._call_seconds.observe(trio.current_time() - read_at)
-        await self._send(text, kind, call.action, call.unique_id)
+            text, kind = remembered, 3
+        else:
+            try:
+                text, kind = await self._handle(call, received_at)
+            except BaseException:
+                # Not answered (the connection is closing): the frame is journaled all the same.
+                self._journal.record(self.station_id, "in", 2, call.action, call.unique_id, frame)
+                raise
+            # Measured as the answer goes to the socket: after send_all's closing checkpoint it would
+            # include a turn of the scheduler, which is not this call's time.
+            self._call_seconds.observe(trio.current_time() - read_at)
+        self._journal.record_exchange(self.station_id, 2, call.action, call.unique_id, frame, received_at, kind, text)
+        await self.ws.send_text(text)
 
     async def _handle(self, call: codec.Call, received_at: datetime) -> tuple[str, int]:
         """The answer to a CALL: a CALLRESULT (kind 3) or a CALLERROR (kind 4)."""
@@ -175,10 +183,6 @@ class StationConnection:
         if len(self._answers) > _REMEMBERED_ANSWERS:
             self._answers.popitem(last=False)
         return text, 3
-
-    async def _send_error(self, err: codec.OcppError, action: str | None = None) -> None:
-        text = codec.encode_error(err.unique_id, err.code, err.description, err.details)
-        await self._send(text, 4, action, err.unique_id)
 
     async def _send(self, text: str, kind: int, action: str | None, unique_id: str) -> None:
         self._journal.record(self.station_id, "out", kind, action, unique_id, text)

@@ -1,5 +1,10 @@
 """The append-only OCPP message journal: every frame in and out, written in the background.
 
+A CALL from a charger and csms's answer to it are one row (the frame in ``payload``, the answer in
+``answer_payload``): every frame is kept as it was, and the journal costs the database half the rows,
+which matters because the journal is PostgreSQL's biggest write load after the meter samples. The
+CALLs csms sends and the chargers' answers to them are a row each.
+
 The journal is for audit and debugging, not for billing (billing rows are group-committed before
 the answer leaves), so the gateway never waits for it: frames go to a bounded buffer that a writer
 task flushes every ``flush_s`` or every ``batch`` frames, as one INSERT that expands a JSON document.
@@ -21,11 +26,15 @@ from csms.services.metrics import counter
 from csms.store.native import NativeConnection
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from csms.store.db import Conn, Database
 
 log = logging.getLogger(__name__)
 
-JournalRow = tuple[str, str, int | None, str | None, str | None, str, datetime]
+# station, direction, message type, action, unique id, frame, received at, answer type, answer, answered at
+JournalRow = tuple[str, str, int | None, str | None, str | None, str, datetime, int | None, str | None,
+                   datetime | None]
 
 
 class Journal:
@@ -56,15 +65,33 @@ class Journal:
 
     def record(self, station_id: str, direction: str, message_type: int | None, action: str | None,
                unique_id: str | None, payload: str) -> None:
-        """Queue one frame; never blocks."""
-        if not self.enabled:
-            return
+        """Queue one frame on its own row; never blocks."""
+        if self.enabled:
+            self._append((station_id, direction, message_type, action, unique_id, payload, datetime.now(UTC),
+                          None, None, None))
+
+    def record_exchange(self, station_id: str, message_type: int | None, action: str | None,
+                        unique_id: str | None, frame: str, received_at: datetime, answer_type: int,
+                        answer: str) -> None:
+        """Queue a frame a charger sent and csms's answer to it, as one row; never blocks.
+
+        Args:
+            message_type: 2 for a CALL, None for a frame that could not be read (answered with a
+                CALLERROR).
+            received_at: when the frame was read.
+            answer_type: 3 (CALLRESULT) or 4 (CALLERROR).
+        """
+        if self.enabled:
+            self._append((station_id, "in", message_type, action, unique_id, frame, received_at, answer_type,
+                          answer, datetime.now(UTC)))
+
+    def _append(self, row: JournalRow) -> None:
         if self._closed or len(self._rows) >= self._capacity:
-            self.dropped += 1
+            self.dropped += _frames((row,))
             if self.dropped in (1, 10, 100) or self.dropped % 10_000 == 0:
                 log.warning("OCPP journal buffer full: %d frames dropped so far", self.dropped)
             return
-        self._rows.append((station_id, direction, message_type, action, unique_id, payload, datetime.now(UTC)))
+        self._rows.append(row)
         if len(self._rows) == self._batch:
             self._full.set()
 
@@ -87,10 +114,11 @@ class Journal:
                 with trio.CancelScope(shield=True):
                     try:
                         await self._native.execute(_INSERT_ROWS, [_rows_json(rows)], prepare=b"csms_journal")
-                        self.written += len(rows)
+                        self.written += _frames(rows)
                     except Exception as exc:
-                        self.dropped += len(rows)
-                        log.error("OCPP journal write failed, %d frames lost: %s", len(rows), exc)
+                        lost = _frames(rows)
+                        self.dropped += lost
+                        log.error("OCPP journal write failed, %d frames lost: %s", lost, exc)
             if closing:
                 self._native.close()
                 return
@@ -108,9 +136,16 @@ class Journal:
 
 
 _INSERT_ROWS = b"""
-    INSERT INTO ocpp_journal (station_id, direction, message_type, action, unique_id, payload, received_at)
-    SELECT r->>0, r->>1, (r->>2)::smallint, r->>3, r->>4, r->>5, (r->>6)::timestamptz
+    INSERT INTO ocpp_journal (station_id, direction, message_type, action, unique_id, payload, received_at,
+                              answer_type, answer_payload, answered_at)
+    SELECT r->>0, r->>1, (r->>2)::smallint, r->>3, r->>4, r->>5, (r->>6)::timestamptz,
+           (r->>7)::smallint, r->>8, (r->>9)::timestamptz
     FROM jsonb_array_elements($1::jsonb) AS r"""
+
+
+def _frames(rows: Iterable[JournalRow]) -> int:
+    """How many frames ``rows`` hold (an exchange row holds two)."""
+    return sum(1 if row[7] is None else 2 for row in rows)
 
 
 def _rows_json(rows: list[JournalRow]) -> bytes:
@@ -128,7 +163,8 @@ def _dump_rows(rows: list[JournalRow]) -> bytes:
     try:
         return orjson.dumps(rows)
     except TypeError:  # text orjson refuses (a lone surrogate a charger sent as an escape): json escapes it
-        return json.dumps([(s, d, t, a, u, p, r.isoformat()) for s, d, t, a, u, p, r in rows]).encode()
+        return json.dumps([(*row[:6], row[6].isoformat(), row[7], row[8], row[9] and row[9].isoformat())
+                           for row in rows]).encode()
 
 
 def _without_nul(value: object) -> object:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import trio
@@ -137,16 +138,27 @@ async def test_offline_replay_after_reconnect_bills_once(node: Node) -> None:
 
 
 async def test_journal_records_frames(node: Node) -> None:
+    # A CALL and its answer are one row, each frame verbatim; a frame that could not be read is kept
+    # with the CALLERROR it got.
     await add_station(node, "TX-7")
     async with charger(node, "TX-7") as cp:
-        await cp.call("Heartbeat", {})
+        answer = await cp.call("Heartbeat", {})
+        error = json.loads(await cp.send_raw('[2,"bad-1","Heartbeat"]'))
     with trio.fail_after(5):
         while True:
-            rows = await _rows(node, "SELECT direction, action FROM ocpp_journal WHERE action = 'Heartbeat'")
+            rows = await _rows(node, "SELECT direction, message_type, action, payload, answer_type, answer_payload, "
+                                     "answered_at >= received_at FROM ocpp_journal WHERE station_id = 'TX-7' "
+                                     "AND (action = 'Heartbeat' OR unique_id = 'bad-1') ORDER BY id")
             if len(rows) >= 2:
                 break
             await trio.sleep(0.05)
-    assert {d for d, _ in rows} == {"in", "out"}
+    (direction, kind, action, frame, answer_type, answer_frame, ordered), bad = rows[-2:]
+    assert (direction, kind, action, answer_type, ordered) == ("in", 2, "Heartbeat", 3, True)
+    assert json.loads(frame)[2:] == ["Heartbeat", {}]
+    assert json.loads(answer_frame)[2] == answer
+    assert bad[:5] == ("in", None, None, '[2,"bad-1","Heartbeat"]', 4)
+    assert json.loads(bad[5]) == error
+    assert error[:3] == [4, "bad-1", "ProtocolError"]  # a CALL without its payload
 
 
 async def test_meter_values_defaults_and_clock_rules(node: Node) -> None:

@@ -19,7 +19,7 @@ from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
-from csms.api import accounts, catalog, charging, operator, payments, push, subscriptions, wallet
+from csms.api import accounts, catalog, charging, ocpp_log, operator, payments, push, subscriptions, wallet
 from csms.api.access import assert_every_field_guarded
 from csms.api.csrf_guard import CsrfGuard
 from csms.api.errors import INTERNAL_ERROR_CODE, INTERNAL_ERROR_MESSAGE, BadUserInput
@@ -30,7 +30,7 @@ from graphql import GraphQLError
 
 # Each API area is a module with QUERIES, MUTATIONS and SUBSCRIPTIONS lists of strawberry types; the
 # root types merge them. A new area adds its module here.
-AREAS = [operator, accounts, catalog, wallet, charging, subscriptions, payments, push]
+AREAS = [operator, ocpp_log, accounts, catalog, wallet, charging, subscriptions, payments, push]
 
 if TYPE_CHECKING:
     from strawberry.types import ExecutionContext

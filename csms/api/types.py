@@ -132,3 +132,31 @@ def decode_cursor(cursor: str) -> int:
     if text == digits or not digits.isdigit() or not 0 < int(digits) <= _MAX_TRANSACTION_ID:
         raise BadUserInput("Malformed cursor.")
     return int(digits)
+
+
+def encode_tagged_cursor(tag: str, position: str) -> str:
+    """An opaque cursor: ``tag`` names the list it belongs to, ``position`` the place in it."""
+    return base64.urlsafe_b64encode(f"{tag}{position}".encode()).decode("ascii")
+
+
+def decode_tagged_cursor(cursor: str, tag: str) -> str:
+    """The position inside a cursor made by :func:`encode_tagged_cursor` with ``tag``.
+
+    Raises:
+        BadUserInput: the cursor is not one of ours, or belongs to another list.
+    """
+    try:
+        text = base64.urlsafe_b64decode(cursor.encode("ascii")).decode()
+    except (UnicodeError, binascii.Error, ValueError):
+        raise BadUserInput("Malformed cursor.") from None
+    if not text.startswith(tag):
+        raise BadUserInput("Malformed cursor.")
+    return text[len(tag):]
+
+
+def decode_row_id_cursor(cursor: str, tag: str) -> int:
+    """The row id (a positive bigint) inside a tagged cursor. Raises BadUserInput if it is not one."""
+    digits = decode_tagged_cursor(cursor, tag)
+    if not digits.isdigit() or not 0 < int(digits) < 2**63:
+        raise BadUserInput("Malformed cursor.")
+    return int(digits)

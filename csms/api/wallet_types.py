@@ -6,8 +6,6 @@ them back as ``after`` and never build or parse them.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import enum
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -17,7 +15,7 @@ from strawberry.scalars import JSON
 
 from csms.api.errors import BadUserInput
 from csms.api.scalars import Long  # noqa: TC001 (strawberry resolves annotations at runtime)
-from csms.api.types import PageInfo
+from csms.api.types import PageInfo, decode_row_id_cursor, decode_tagged_cursor, encode_tagged_cursor
 
 if TYPE_CHECKING:
     from csms.store.audit import AuditEntry as AuditRow
@@ -124,7 +122,7 @@ class AuditLogConnection:
     @classmethod
     def from_page(cls, page: AuditPage) -> AuditLogConnection:
         """Wrap a page from the store with opaque cursors."""
-        edges = [AuditEntryEdge(node=AuditEntry.from_row(r), cursor=_encode(f"{_AUDIT_TAG}{r.id}"))
+        edges = [AuditEntryEdge(node=AuditEntry.from_row(r), cursor=encode_tagged_cursor(_AUDIT_TAG, str(r.id)))
                  for r in page.items]
         end = edges[-1].cursor if edges else None
         return cls(edges=edges, page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=end))
@@ -139,28 +137,14 @@ class OwnerRevenue:
     sessions: int = strawberry.field(description="How many charging sessions were settled to it in the period.")
 
 
-def _encode(text: str) -> str:
-    return base64.urlsafe_b64encode(text.encode()).decode("ascii")
-
-
-def _decode(cursor: str, tag: str) -> str:
-    try:
-        text = base64.urlsafe_b64decode(cursor.encode("ascii")).decode()
-    except (UnicodeError, binascii.Error, ValueError):
-        raise BadUserInput("Malformed cursor.") from None
-    if not text.startswith(tag):
-        raise BadUserInput("Malformed cursor.")
-    return text[len(tag):]
-
-
 def encode_history_cursor(created_at: datetime, transfer_id: str) -> str:
     """The cursor of a wallet entry: its position in (time, id) order."""
-    return _encode(f"{_HISTORY_TAG}{created_at.isoformat()}|{transfer_id}")
+    return encode_tagged_cursor(_HISTORY_TAG, f"{created_at.isoformat()}|{transfer_id}")
 
 
 def decode_history_cursor(cursor: str) -> tuple[datetime, str]:
     """The position inside a wallet-history cursor. Raises BadUserInput if it is not one of ours."""
-    stamp, sep, transfer_id = _decode(cursor, _HISTORY_TAG).partition("|")
+    stamp, sep, transfer_id = decode_tagged_cursor(cursor, _HISTORY_TAG).partition("|")
     try:
         created_at = datetime.fromisoformat(stamp)
     except ValueError:
@@ -172,10 +156,7 @@ def decode_history_cursor(cursor: str) -> tuple[datetime, str]:
 
 def decode_audit_cursor(cursor: str) -> int:
     """The record id inside an audit-log cursor. Raises BadUserInput if it is not one of ours."""
-    digits = _decode(cursor, _AUDIT_TAG)
-    if not digits.isdigit() or not 0 < int(digits) < 2**63:
-        raise BadUserInput("Malformed cursor.")
-    return int(digits)
+    return decode_row_id_cursor(cursor, _AUDIT_TAG)
 
 
 def wallet_fields(balance: Balance) -> dict[str, int]:

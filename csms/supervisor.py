@@ -191,7 +191,7 @@ class Csms:
             committer = GroupCommitter(db, max_batch=s.commit_batch_max, max_wait_s=s.commit_batch_wait_s,
                                        writers=s.commit_writers)
             journal = Journal(db, enabled=s.journal_enabled)
-            deps_metrics = OcppMetrics()
+            deps_metrics = OcppMetrics(ROUTES_16)
             stations = StationService(db, committer, node_id=self.node_id,
                                       accept_unknown=s.accept_unknown_stations)
             self.stations = stations

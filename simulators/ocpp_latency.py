@@ -8,6 +8,12 @@ both tells csms's delays from the load generator's.
     ... run the load ...
     python -m simulators.ocpp_latency report http://127.0.0.1:8000 before.txt
     SERVER calls=123456 p50_ms=3.1 p99_ms=14.2 commit_batches=2345 commit_ops_per_batch=21.3
+    SERVER action=Heartbeat calls=61728 p50_ms=1.2 p99_ms=6.0
+    SERVER action=MeterValues calls=61728 p50_ms=9.8 p99_ms=18.1
+    SERVER admission_waits=40211 p50_ms=2.0 p99_ms=7.5
+
+The first line is every call; then each action that had calls, and the messages that waited for a
+scheduler turn (``csms_ocpp_admission_wait_seconds``).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import sys
 import urllib.request
 
 HISTOGRAM = "csms_ocpp_call_seconds"
+ADMISSION = "csms_ocpp_admission_wait_seconds"
 
 
 def scrape(base_url: str) -> dict[str, float]:
@@ -47,22 +54,46 @@ def quantile(buckets: list[tuple[float, float]], q: float) -> float:
     return lower
 
 
+def _buckets(before: dict[str, float], after: dict[str, float], name: str,
+             label: str | None = None) -> list[tuple[float, float]]:
+    """Cumulative ``(upper bound, count)`` pairs of histogram ``name`` between two scrapes, summed over
+    its series, or of the one series whose labels start with ``label``."""
+    prefix = f"{name}_bucket{{"
+    counts: dict[float, float] = {}
+    for key, value in after.items():
+        if not key.startswith(prefix) or (label is not None and not key[len(prefix):].startswith(label + ",")):
+            continue
+        le = key[key.rindex('le="') + 4:-2]
+        bound = math.inf if le == "+Inf" else float(le)
+        counts[bound] = counts.get(bound, 0.0) + value - before.get(key, 0.0)
+    return sorted(counts.items())
+
+
+def _latency(buckets: list[tuple[float, float]]) -> str:
+    return (f"p50_ms={quantile(buckets, 0.5) * 1000:.1f} p99_ms={quantile(buckets, 0.99) * 1000:.1f}")
+
+
 def report(before: dict[str, float], after: dict[str, float]) -> str:
-    """One line: the calls between the two scrapes and their server-side latency."""
-    prefix = f'{HISTOGRAM}_bucket{{le="'
-    buckets = sorted(
-        (math.inf if key[len(prefix):-2] == "+Inf" else float(key[len(prefix):-2]), value - before.get(key, 0.0))
-        for key, value in after.items() if key.startswith(prefix)
-    )
+    """The calls between the two scrapes and their server-side latency: all, then by action."""
+    buckets = _buckets(before, after, HISTOGRAM)
     if not buckets:
         return "SERVER no csms_ocpp_call_seconds in /metrics"
     calls = buckets[-1][1]
     batches = after.get("csms_commit_batches_total", 0) - before.get("csms_commit_batches_total", 0)
     ops = after.get("csms_commit_operations_total", 0) - before.get("csms_commit_operations_total", 0)
     per_batch = ops / batches if batches else math.nan
-    return (f"SERVER calls={calls:.0f} p50_ms={quantile(buckets, 0.5) * 1000:.1f} "
-            f"p99_ms={quantile(buckets, 0.99) * 1000:.1f} commit_batches={batches:.0f} "
-            f"commit_ops_per_batch={per_batch:.1f}")
+    lines = [f"SERVER calls={calls:.0f} {_latency(buckets)} commit_batches={batches:.0f} "
+             f"commit_ops_per_batch={per_batch:.1f}"]
+    actions = sorted({key.split('action="', 1)[1].split('"', 1)[0]
+                      for key in after if key.startswith(f'{HISTOGRAM}_bucket{{action="')})
+    for action in actions:
+        series = _buckets(before, after, HISTOGRAM, f'action="{action}"')
+        if series and series[-1][1] > 0:
+            lines.append(f"SERVER action={action} calls={series[-1][1]:.0f} {_latency(series)}")
+    waits = _buckets(before, after, ADMISSION)
+    if waits and waits[-1][1] > 0:
+        lines.append(f"SERVER admission_waits={waits[-1][1]:.0f} {_latency(waits)}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,8 @@ import trio
 
 from csms.services.metrics import Histogram, LiveMetrics, received_at
 from csms.store.apikeys import create_api_key
+from simulators import ocpp_latency
+from simulators.rpc import CallErrorReceived
 from tests.api.ws_client import LiveApi, start_live_api
 from tests.conftest import add_station, charger, make_user, node_settings, running_node
 
@@ -101,11 +103,40 @@ async def test_metrics_page_shows_the_gateway_and_group_commit(db_url: str) -> N
         async with charger(node, "MET-1") as cp:
             for _ in range(5):
                 await cp.call("Heartbeat", {})
+            with pytest.raises(CallErrorReceived):  # an action csms does not know: NotImplemented
+                await cp.call("MadeUpAction", {})
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{node.ready.http_port}") as http:
             text = (await http.get("/metrics")).text
     values = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
-    # BootNotification, StatusNotifications and the heartbeats, each timed from read to answer.
-    assert int(values["csms_ocpp_call_seconds_count"]) >= 6
-    assert values['csms_ocpp_call_seconds_bucket{le="+Inf"}'] == values["csms_ocpp_call_seconds_count"]
+    # Every CALL is timed from read to answer, under its action; an unknown one under "other", so a
+    # charger cannot add series.
+    assert values['csms_ocpp_call_seconds_count{action="Heartbeat"}'] == "5"
+    assert values['csms_ocpp_call_seconds_count{action="BootNotification"}'] == "1"
+    assert int(values['csms_ocpp_call_seconds_count{action="StatusNotification"}']) >= 1
+    assert values['csms_ocpp_call_seconds_count{action="other"}'] == "1"
+    assert values['csms_ocpp_call_seconds_count{action="MeterValues"}'] == "0"  # every action has a series
+    assert not any("MadeUpAction" in key for key in values)
+    assert values['csms_ocpp_call_seconds_bucket{action="Heartbeat",le="+Inf"}'] == "5"
+    assert text.count("# TYPE csms_ocpp_call_seconds histogram") == 1
     assert int(values["csms_commit_operations_total"]) >= 1  # the status notifications
     assert int(values["csms_journal_frames_dropped_total"]) == 0
+
+
+def test_the_benchmark_report_reads_the_histograms_by_action() -> None:
+    def family(heartbeat: list[int], meter: list[int], waits: list[int]) -> dict[str, float]:
+        # Cumulative counts at le=0.01, 0.05 and +Inf.
+        samples: dict[str, float] = {}
+        for action, counts in (("Heartbeat", heartbeat), ("MeterValues", meter)):
+            for le, n in zip(("0.01", "0.05", "+Inf"), counts, strict=True):
+                samples[f'csms_ocpp_call_seconds_bucket{{action="{action}",le="{le}"}}'] = n
+        for le, n in zip(("0.01", "0.05", "+Inf"), waits, strict=True):
+            samples[f'csms_ocpp_admission_wait_seconds_bucket{{le="{le}"}}'] = n
+        return samples
+
+    before = family([10, 10, 10], [0, 10, 10], [0, 0, 0])
+    after = family([110, 110, 110], [0, 110, 110], [50, 50, 50])
+    lines = ocpp_latency.report(before, after).splitlines()
+    assert lines[0].startswith("SERVER calls=200 p50_ms=10.0 ")  # both actions, only what happened between
+    assert lines[1] == "SERVER action=Heartbeat calls=100 p50_ms=5.0 p99_ms=9.9"
+    assert lines[2] == "SERVER action=MeterValues calls=100 p50_ms=30.0 p99_ms=49.6"
+    assert lines[3] == "SERVER admission_waits=50 p50_ms=5.0 p99_ms=9.9"

@@ -21,7 +21,7 @@ from collections import deque
 
 import trio
 
-from csms.services.metrics import counter
+from csms.services.metrics import Histogram, counter
 
 
 class TurnAdmission:
@@ -36,6 +36,9 @@ class TurnAdmission:
         self._waiting: deque[trio.lowlevel.Task] = deque()
         self._pump: trio.lowlevel.Task | None = None  # set while the pump is parked
         self.delayed = 0  # messages that waited for a later turn (for /metrics)
+        self.wait_seconds = Histogram(
+            "csms_ocpp_admission_wait_seconds",
+            "How long a delayed charger message or handshake waited for a scheduler turn (csms's CPU queue).")
 
     async def admit(self) -> None:
         """Return at once while this turn's budget lasts; otherwise wait for a later turn."""
@@ -47,6 +50,7 @@ class TurnAdmission:
         task = trio.lowlevel.current_task()
         self._waiting.append(task)
         self.delayed += 1
+        queued = trio.current_time()
         pump, self._pump = self._pump, None
         if pump is not None:
             trio.lowlevel.reschedule(pump)
@@ -56,6 +60,7 @@ class TurnAdmission:
             return trio.lowlevel.Abort.SUCCEEDED
 
         await trio.lowlevel.wait_task_rescheduled(abort)
+        self.wait_seconds.observe(trio.current_time() - queued)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Let waiting readers in, ``per_turn`` per turn, until cancelled."""
@@ -93,5 +98,6 @@ class TurnAdmission:
 
     def render_metrics(self) -> list[str]:
         """The count of delayed messages in the Prometheus text format (for ``GET /metrics``)."""
-        return counter("csms_ocpp_admission_delayed_total",
-                       "Charger messages and handshakes that waited for a later scheduler turn.", self.delayed)
+        return [*counter("csms_ocpp_admission_delayed_total",
+                         "Charger messages and handshakes that waited for a later scheduler turn.", self.delayed),
+                *self.wait_seconds.render()]

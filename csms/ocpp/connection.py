@@ -59,7 +59,7 @@ class StationConnection:
         self.ws = ws
         self._admission = admission
         self._deps = deps
-        self._call_seconds = deps.metrics.call
+        self._metrics = deps.metrics
         self._routes = routes
         self._journal = journal
         self._ping_interval_s = ping_interval_s
@@ -157,7 +157,7 @@ class StationConnection:
                 raise
             # Measured as the answer goes to the socket: after send_all's closing checkpoint it would
             # include a turn of the scheduler, which is not this call's time.
-            self._call_seconds.observe(trio.current_time() - read_at)
+            self._metrics.call(call.action).observe(trio.current_time() - read_at)
         self._journal.record_exchange(self.station_id, 2, call.action, call.unique_id, frame, received_at, kind, text)
         await self.ws.send_text(text)
 

@@ -41,11 +41,14 @@ class Histogram:
         name: the metric name (``..._seconds``).
         help_text: the ``# HELP`` line.
         buckets: increasing upper bounds; ``+Inf`` is added.
+        labels: the series' labels, rendered as is (``action="Heartbeat"``); empty for none.
     """
 
-    def __init__(self, name: str, help_text: str, buckets: Iterable[float] = LATENCY_BUCKETS) -> None:
+    def __init__(self, name: str, help_text: str, buckets: Iterable[float] = LATENCY_BUCKETS, *,
+                 labels: str = "") -> None:
         self.name = name
         self.help_text = help_text
+        self.labels = labels
         self.bounds = tuple(buckets)
         if list(self.bounds) != sorted(set(self.bounds)):
             raise ValueError("histogram buckets must increase")
@@ -74,15 +77,43 @@ class Histogram:
             below += n
         return self.bounds[-1]
 
-    def render(self) -> list[str]:
-        """The metric's lines in the text exposition format."""
-        lines = [f"# HELP {self.name} {self.help_text}", f"# TYPE {self.name} histogram"]
+    def render(self, *, header: bool = True) -> list[str]:
+        """The metric's lines in the text exposition format (``header``: with its HELP and TYPE lines)."""
+        lines = [f"# HELP {self.name} {self.help_text}", f"# TYPE {self.name} histogram"] if header else []
         cumulative = 0
+        prefix = f"{self.labels}," if self.labels else ""
         for bound, n in zip((*self.bounds, math.inf), self.counts, strict=True):
             cumulative += n
             le = "+Inf" if math.isinf(bound) else f"{bound:g}"
-            lines.append(f'{self.name}_bucket{{le="{le}"}} {cumulative}')
-        lines += [f"{self.name}_sum {self.sum:.6f}", f"{self.name}_count {self.count}"]
+            lines.append(f'{self.name}_bucket{{{prefix}le="{le}"}} {cumulative}')
+        suffix = f"{{{self.labels}}}" if self.labels else ""
+        lines += [f"{self.name}_sum{suffix} {self.sum:.6f}", f"{self.name}_count{suffix} {self.count}"]
+        return lines
+
+
+class HistogramFamily:
+    """Histograms of one metric, one per value of a label, from a fixed set of values.
+
+    The values are fixed up front, and anything else is counted under ``other``: label values that
+    come from the outside (a charger may send any action name) must not grow the series without bound.
+    """
+
+    def __init__(self, name: str, help_text: str, label: str, values: Iterable[str]) -> None:
+        self.name = name
+        self.help_text = help_text
+        self._children = {value: Histogram(name, help_text, labels=f'{label}="{value}"')
+                          for value in sorted({*values, "other"})}
+        self._other = self._children["other"]
+
+    def child(self, value: str) -> Histogram:
+        """The histogram for ``value`` (``other`` for a value outside the set)."""
+        return self._children.get(value, self._other)
+
+    def render(self) -> list[str]:
+        """Every series' lines under one HELP and TYPE."""
+        lines = [f"# HELP {self.name} {self.help_text}", f"# TYPE {self.name} histogram"]
+        for histogram in self._children.values():
+            lines += histogram.render(header=False)
         return lines
 
 
@@ -136,21 +167,31 @@ class LiveMetrics:
 
 
 class OcppMetrics:
-    """How long chargers wait for csms: every CALL from the frame read to its answer written.
+    """How long chargers wait for csms: every CALL from the frame read to its answer written, by action.
 
     This is the server's share of what a charger sees (validation, the handler, the durable commit of
     transaction messages, the write), so the benchmark's round trips can be told apart from the load
-    generator's own delays.
+    generator's own delays. By action, because the actions differ by an order of magnitude: a
+    MeterValues waits for its durable commit, a Heartbeat for nothing.
+
+    Args:
+        actions: the actions csms handles; any other is counted as ``other``.
     """
 
-    def __init__(self) -> None:
-        self.call = Histogram(
+    def __init__(self, actions: Iterable[str] = ()) -> None:
+        self.calls = HistogramFamily(
             "csms_ocpp_call_seconds",
-            "Charger CALL read to its answer written (validation, handler, durable commit, write).")
+            "Charger CALL read to its answer written (validation, handler, durable commit, write), by action.",
+            "action", actions)
+
+    def call(self, action: str) -> Histogram:
+        """The histogram of ``action``'s calls."""
+        return self.calls.child(action)
 
     def render(self) -> list[str]:
-        """The histogram's lines."""
-        return self.call.render()
+        """The histograms' lines."""
+        return self.calls.render()
 
 
-__all__ = ["LATENCY_BUCKETS", "Histogram", "LiveMetrics", "OcppMetrics", "counter", "gauge", "received_at"]
+__all__ = ["LATENCY_BUCKETS", "Histogram", "HistogramFamily", "LiveMetrics", "OcppMetrics", "counter", "gauge",
+           "received_at"]

@@ -49,6 +49,11 @@ async def test_a_flood_is_let_in_per_turn_in_arrival_order() -> None:
     assert max(per_turn.values()) <= 3
     assert len(per_turn) >= 4
     assert admission.delayed == 7
+    # Every delayed message's wait is in the histogram operators read, and only theirs.
+    assert admission.wait_seconds.count == 7
+    lines = admission.render_metrics()
+    assert "csms_ocpp_admission_delayed_total 7" in lines
+    assert 'csms_ocpp_admission_wait_seconds_bucket{le="+Inf"} 7' in lines
 
 
 async def test_within_the_budget_admission_never_yields() -> None:

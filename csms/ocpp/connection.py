@@ -216,14 +216,14 @@ class StationConnection:
                         await self._send(codec.encode_call(pending.unique_id, action, payload), 2, action,
                                          pending.unique_id)
                     except ConnectionClosed:
-                        raise ChargerOffline(self.station_id) from None
+                        raise ChargerOffline(self.station_id, interrupted=True) from None
                     await pending.done.wait()
                 finally:
                     self._pending = None
         if scope.cancelled_caught:
             raise ChargerTimeout(f"{self.station_id} did not answer {action} within {timeout:g} s")
         if pending.closed or pending.answer is None:
-            raise ChargerOffline(self.station_id)
+            raise ChargerOffline(self.station_id, interrupted=True, sent=True)
         answer = pending.answer
         if isinstance(answer, codec.CallError):
             raise ChargerRejected(answer.code, answer.description)

@@ -9,7 +9,10 @@ and scale-out") has no broker besides PostgreSQL, so the command travels as a NO
      "payload": {...}, "timeout_s": 30.0}
     {"kind": "reply", "id": ..., "to": node, "result": {...}}          the charger's CALLRESULT
     {"kind": "reply", "id": ..., "to": node, "error": "offline" | "timeout" | "rejected",
-     "code": ..., "description": ...}
+     "code": ..., "description": ..., "sent": false}
+
+``sent`` (with ``offline``) says whether the CALL had left before the charger's connection closed; a
+reply without it (from an older node) counts as sent, so the command is never sent twice.
 
 Every node LISTENs on the channel on its events connection (:class:`csms.services.events.EventHub`)
 and ignores messages addressed to other nodes. A NOTIFY payload is limited to 8,000 bytes: a request
@@ -152,8 +155,8 @@ class CommandRelay:
         reply: dict[str, Any] = {"kind": "reply", "id": message["id"], "to": reply_to}
         try:
             reply["result"] = await self._local(station, action, payload, timeout_s)
-        except ChargerOffline:
-            reply["error"] = "offline"
+        except ChargerOffline as exc:
+            reply.update(error="offline", sent=exc.sent)
         except ChargerTimeout:
             reply["error"] = "timeout"
         except ChargerRejected as exc:
@@ -182,7 +185,8 @@ def _outcome(station_id: str, reply: dict[str, Any]) -> dict[str, Any]:
             raise ChargerRejected("FormationViolation", "the other node sent an unreadable answer")
         return result
     if error == "offline":
-        raise ChargerOffline(station_id)
+        # The node held the charger when we looked, so its connection went meanwhile: interrupted.
+        raise ChargerOffline(station_id, interrupted=True, sent=reply.get("sent") is not False)
     if error == "timeout":
         raise ChargerTimeout(station_id)
     raise ChargerRejected(str(reply.get("code", "GenericError")), str(reply.get("description", "")))

@@ -7,10 +7,19 @@ Each method returns the charger's answer payload or raises a :class:`CommandErro
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Protocol
+
+import trio
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+# How long a command whose charger dropped its connection before the CALL left waits for the charger to
+# be back (on this node or another) before it is sent once more. Chargers reconnect within seconds, and a
+# driver's stop or an operator's reset should not fail because it met the reconnect.
+RECONNECT_GRACE_S = 5.0
+_ONLINE_POLL_S = 0.25
 
 
 class CommandError(Exception):
@@ -18,7 +27,19 @@ class CommandError(Exception):
 
 
 class ChargerOffline(CommandError):
-    """The charger has no open connection (on this node, nor on another one the relay knows of)."""
+    """The charger has no open connection (on this node, nor on another one the relay knows of).
+
+    Attributes:
+        interrupted: a connection was there but closed under the command (the charger may be
+            reconnecting); False when there was none to begin with.
+        sent: the CALL had left before the connection closed, so the charger may have acted on it;
+            a command is only sent again when this is False.
+    """
+
+    def __init__(self, station_id: str, *, interrupted: bool = False, sent: bool = False) -> None:
+        super().__init__(station_id)
+        self.interrupted = interrupted
+        self.sent = sent
 
 
 class ChargerTimeout(CommandError):
@@ -58,11 +79,12 @@ class ChargerCommands:
     """The OCPP 1.6 CS→CP calls, typed."""
 
     def __init__(self, send: CallSender, connected: Callable[[str], bool] | None = None,
-                 relay: Relay | None = None) -> None:
+                 relay: Relay | None = None, *, reconnect_grace_s: float = RECONNECT_GRACE_S) -> None:
         self._send = send
         self._connected = connected
         #: Reaches chargers connected to other nodes (None: this node's chargers only).
         self.relay = relay
+        self.reconnect_grace_s = reconnect_grace_s
 
     def is_connected(self, station_id: str) -> bool:
         """Whether the charger has an open connection on this node (False when unknown)."""
@@ -78,8 +100,34 @@ class ChargerCommands:
                    timeout_s: float | None = None) -> dict[str, Any]:
         """Send any CS→CP action (validated by the gateway against the 1.6 schema).
 
-        A charger connected to another node is reached through that node (the relay).
+        A charger connected to another node is reached through that node (the relay). When the
+        charger's connection closes before the CALL leaves (it is reconnecting, perhaps to another
+        node), the command waits up to ``reconnect_grace_s`` for the charger to be back and is sent
+        once more; a CALL that did leave is never sent twice (a RemoteStart must not run twice).
         """
+        try:
+            return await self._call_once(station_id, action, payload, timeout_s)
+        except ChargerOffline as exc:
+            if exc.sent or not exc.interrupted or self.reconnect_grace_s <= 0:
+                raise
+        if not await self._back_online(station_id):
+            raise ChargerOffline(station_id, interrupted=True)
+        return await self._call_once(station_id, action, payload, timeout_s)
+
+    async def _back_online(self, station_id: str) -> bool:
+        """Whether the charger is connected again (here or on another node) within the grace period.
+
+        Polled: a charger that reconnects to another node shows only in the database, once that node's
+        presence flush has run, so there is no event to wait on.
+        """
+        for _ in range(max(1, math.ceil(self.reconnect_grace_s / _ONLINE_POLL_S))):
+            await trio.sleep(_ONLINE_POLL_S)
+            if await self.is_online(station_id):
+                return True
+        return False
+
+    async def _call_once(self, station_id: str, action: str, payload: dict[str, Any],
+                         timeout_s: float | None) -> dict[str, Any]:
         if self.relay is not None and not self.is_connected(station_id):
             node = await self.relay.holder(station_id)
             if node is not None:

@@ -166,8 +166,10 @@ class SessionService:
             return "offline"
         try:
             answer = await self.commands.remote_start(request.station_id, tag, request.connector_id)
-        except ChargerOffline:
-            return "offline"
+        except ChargerOffline as exc:
+            # A RemoteStart that left before the connection dropped went unanswered, like a timeout: the
+            # charger may still start, and a late StartTransaction is handled as after a timeout.
+            return "timeout" if exc.sent else "offline"
         except ChargerTimeout:
             return "timeout"
         except CommandError as exc:

@@ -120,3 +120,36 @@ async def test_a_node_that_never_answers_is_a_timeout_and_an_unknown_charger_is_
     with pytest.raises(ChargerTimeout):
         await commands.call("RELAY-3", "Reset", {"type": "Soft"}, timeout_s=0.2)
     assert trio.current_time() - started_at < 0.2 + RELAY_MARGIN_S + 2
+
+
+async def test_a_relayed_command_that_meets_a_reconnect_is_sent_once_on_the_new_connection(
+        snode: Node, other: Node) -> None:
+    commands = snode.csms.commands
+    assert commands is not None
+    await add_station(snode, "RELAY-4")
+    outcomes: dict[str, object] = {}
+
+    async def ask(name: str, action: str) -> None:
+        try:
+            outcomes[name] = await commands.call("RELAY-4", action, {})
+        except ChargerOffline as exc:
+            outcomes[name] = exc
+
+    # The charger holds on to GetConfiguration, so ClearCache waits behind it on the other node.
+    async with charger(other, "RELAY-4", unanswered={"GetConfiguration"}) as cp:
+        await _held_elsewhere(snode, "RELAY-4")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ask, "sent", "GetConfiguration")
+            with trio.fail_after(10):
+                while ("GetConfiguration", {}) not in cp.received:
+                    await trio.sleep(0.01)
+            nursery.start_soon(ask, "queued", "ClearCache")
+            await trio.sleep(0.5)
+            assert "queued" not in outcomes
+            cp.disconnect()  # it reconnects to the other node 0.2 s later
+    sent, queued = outcomes["sent"], outcomes["queued"]
+    # The other node says whether the CALL had left: the one that had is reported, not resent.
+    assert isinstance(sent, ChargerOffline) and sent.sent
+    assert queued == {"status": "Accepted"}
+    actions = [action for action, _ in cp.received]
+    assert actions.count("GetConfiguration") == 1 and actions.count("ClearCache") == 1

@@ -83,3 +83,62 @@ async def test_offline_and_timeout(node: Node) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(answer, '[3,"UID",{"status":"Accepted"}]')
             assert await cmd.clear_cache("CMD-3") == {"status": "Accepted"}
+
+
+async def test_a_command_that_meets_a_reconnect_goes_out_on_the_new_connection(node: Node) -> None:
+    await add_station(node, "CMD-6")
+    cmd = _commands(node)
+    outcomes: dict[str, object] = {}
+
+    async def ask(name: str, action: str) -> None:
+        try:
+            outcomes[name] = await cmd.call("CMD-6", action, {})
+        except ChargerOffline as exc:
+            outcomes[name] = exc
+
+    # The charger holds on to GetConfiguration, so ClearCache queues behind it (one CALL in flight).
+    async with charger(node, "CMD-6", unanswered={"GetConfiguration"}) as cp, trio.open_nursery() as nursery:
+        nursery.start_soon(ask, "sent", "GetConfiguration")
+        with trio.fail_after(5):
+            while ("GetConfiguration", {}) not in cp.received:
+                await trio.sleep(0.01)
+        nursery.start_soon(ask, "queued", "ClearCache")
+        await trio.sleep(0.2)
+        assert "queued" not in outcomes
+        cp.disconnect()  # the connection drops; the simulator reconnects 0.2 s later
+    sent, queued = outcomes["sent"], outcomes["queued"]
+    # The CALL that had left may have been acted on: reported, never sent again.
+    assert isinstance(sent, ChargerOffline) and sent.sent and sent.interrupted
+    # The one that had not left waited for the charger to be back and went out on the new connection.
+    assert queued == {"status": "Accepted"}
+    actions = [action for action, _ in cp.received]
+    assert actions.count("GetConfiguration") == 1 and actions.count("ClearCache") == 1
+
+
+async def test_a_charger_that_does_not_come_back_is_offline_after_the_grace(node: Node) -> None:
+    await add_station(node, "CMD-7")
+    cmd = _commands(node)
+    cmd.reconnect_grace_s = 0.5
+    started = trio.current_time()
+    with pytest.raises(ChargerOffline) as never:  # never connected: no wait at all
+        await cmd.clear_cache("CMD-7")
+    assert not never.value.interrupted and trio.current_time() - started < 0.4
+    outcomes: dict[str, BaseException] = {}
+
+    async def ask(name: str, action: str) -> None:
+        try:
+            await cmd.call("CMD-7", action, {})
+        except ChargerOffline as exc:
+            outcomes[name] = exc
+
+    async with trio.open_nursery() as nursery:
+        async with trio_websocket.open_websocket_url(node.ocpp_url + "CMD-7", subprotocols=["ocpp1.6"]) as ws:
+            nursery.start_soon(ask, "sent", "ClearCache")
+            await ws.get_message()  # it left; never answered
+            nursery.start_soon(ask, "queued", "GetConfiguration")
+            await trio.sleep(0.2)
+        started = trio.current_time()  # the socket closed: nobody comes back
+    queued = outcomes["queued"]
+    assert isinstance(queued, ChargerOffline) and queued.interrupted and not queued.sent
+    assert 0.4 <= trio.current_time() - started < 2
+    assert isinstance(outcomes["sent"], ChargerOffline) and outcomes["sent"].sent  # type: ignore[attr-defined]

@@ -248,7 +248,8 @@ class Csms:
                 assert self._transactions is not None
                 self._transactions.publish_to(self.events.publish_committed)
                 # After the events (it consumes them) and before the API (vapidPublicKey, sendTestPush).
-                self.push = await aux.start(PushService(db, s.push, self._vapid_key, self.events).run)
+                self.push = await aux.start(PushService(db, s.push, self._vapid_key, self.events,
+                                                         public_only=s.production).run)
                 services = ApiServices(db=db, settings=s, signer=self._signer, commands=self.commands,
                                        events=self.events, push=self.push, metrics=list(self._metrics))
                 if s.payments.enabled:

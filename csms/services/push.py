@@ -17,9 +17,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+import httpx
 import trio
 
 from csms.services import push_messages as messages
+from csms.services.public_network import public_only_transport
 from csms.services.push_events import PushProducer, deliveries_for
 from csms.services.push_keys import VapidSigner
 from csms.services.push_presence import StationPresenceJob
@@ -49,12 +51,13 @@ class PushService:
     """
 
     def __init__(self, db: Database, settings: PushSettings, key: ec.EllipticCurvePrivateKey,
-                 events: EventHub | None) -> None:
+                 events: EventHub | None, *, public_only: bool = False) -> None:
         self.db = db
         self.settings = settings
         self.events = events
         self.signer = VapidSigner(key, settings.subject)
-        self.sender = PushSender(db, settings, self.signer)
+        transport = public_only_transport(httpx.Limits(max_connections=settings.senders * 2)) if public_only else None
+        self.sender = PushSender(db, settings, self.signer, transport=transport)
         self.producer = PushProducer(db, settings, self.sender)
         self.presence = StationPresenceJob(db, settings, self.sender)
         self.running = False

@@ -35,6 +35,7 @@ import trio
 from pywebpush import WebPusher, WebPushException
 
 from csms.services.clock import utcnow
+from csms.services.public_network import NonPublicAddress
 from csms.store import push as store
 
 if TYPE_CHECKING:
@@ -96,10 +97,13 @@ class PushSender:
     ``failed`` (given up), ``dropped`` (the queue was full).
     """
 
-    def __init__(self, db: Database, settings: PushSettings, signer: VapidSigner) -> None:
+    def __init__(self, db: Database, settings: PushSettings, signer: VapidSigner, *,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.db = db
         self.settings = settings
         self.signer = signer
+        # Production passes csms.services.public_network's transport: endpoints come from browsers.
+        self._transport = transport
         self._send, self._receive = trio.open_memory_channel[Delivery](settings.queue_size)
         self.sent = self.gone = self.retries = self.failed = self.dropped = 0
         # Subscriptions delivered to since the last flush (last_used_at is written in batches).
@@ -125,7 +129,8 @@ class PushSender:
         """Run the sender tasks until cancelled (queued messages are then lost)."""
         timeout = httpx.Timeout(self.settings.timeout_s)
         limits = httpx.Limits(max_connections=self.settings.senders * 2)
-        async with httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False) as client, \
+        async with httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False,
+                                     transport=self._transport) as client, \
                 trio.open_nursery() as nursery:
             for _ in range(self.settings.senders):
                 nursery.start_soon(self._sender, client)
@@ -185,6 +190,11 @@ class PushSender:
         try:
             with trio.fail_after(self.settings.timeout_s + 1):
                 response = await client.post(delivery.endpoint, content=body, headers=headers)
+        except NonPublicAddress:
+            # Final: the endpoint's name points into a private network (see csms.services.public_network).
+            self.failed += 1
+            log.warning("push to %s refused: its host resolves to no public address", redact(delivery.endpoint))
+            return "failed"
         except (httpx.HTTPError, trio.TooSlowError) as exc:
             log.info("push to %s: %s; will retry", redact(delivery.endpoint), type(exc).__name__)
             return self._backoff(attempt)

@@ -88,7 +88,8 @@ async def resolve_refresh(info: Info[ApiContext, None], refresh_token: str | Non
         raise BadUserInput("refreshToken is required (or use cookie: true).")
     with account_errors():
         try:
-            session = await logins.refresh(services.db, services.signer, _policy(ctx), token or "")
+            session = await logins.refresh(services.db, services.signer, _policy(ctx), token or "",
+                                           services.revocations)
         except logins.InvalidRefreshToken:
             if cookie and browser is not None:
                 browser.clear()  # dead credentials: stop the browser from sending them
@@ -104,7 +105,7 @@ async def resolve_logout(info: Info[ApiContext, None], refresh_token: str | None
     token = refresh_token or (browser.refresh_token if cookie and browser is not None else None)
     if token is None and not cookie:
         raise BadUserInput("refreshToken is required (or use cookie: true).")
-    await logins.logout(ctx.db, token or "")
+    await logins.logout(ctx.db, token or "", ctx.services.revocations if ctx.services is not None else None)
     if cookie and browser is not None:
         browser.clear()
     return True

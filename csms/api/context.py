@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from csms.api.errors import Forbidden, Unauthenticated
 from csms.services.ratelimit import RateLimits
+from csms.services.session_revocation import SessionRevocations
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -96,6 +97,7 @@ class ApiServices:
         cookie_secret: signs browser CSRF tokens (``create_app`` fills it from the settings).
         push: web push (the VAPID key, test notifications); None when the push service is not running.
         metrics: more sources of ``GET /metrics`` lines (the OCPP gateway's, the group commit's).
+        revocations: which login sessions were revoked, so their access tokens stop working.
     """
 
     db: Database
@@ -109,6 +111,10 @@ class ApiServices:
     cookie_secret: bytes = b""
     push: PushService | None = None
     metrics: list[Callable[[], list[str]]] = field(default_factory=list)
+    revocations: SessionRevocations = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.revocations = SessionRevocations(self.db)
 
 
 @dataclass

@@ -10,7 +10,8 @@ A bearer token is one of three things, tried in this order:
 A browser's ``csms_access`` cookie holds our own access token. WebSocket handshakes reuse
 :func:`authenticate_bearer` and :func:`authenticate_cookies`.
 
-Anything missing, malformed, unknown, expired or revoked gives None: the fields then answer
+Anything missing, malformed, unknown, expired or revoked (an API key, or the login session an access
+token belongs to) gives None: the fields then answer
 ``UNAUTHENTICATED``, and the reason is never exposed.
 """
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from quart import Websocket
 
     from csms.api.context import ApiServices
+    from csms.services.tokens import AccessClaims
 
 
 def bearer_token(header: str | None) -> str | None:
@@ -59,7 +61,7 @@ async def authenticate_bearer(services: ApiServices, header: str | None) -> Prin
     except InvalidToken:
         pass
     else:
-        return Principal.from_user(claims.user_id, claims.role)
+        return await _our_token(services, claims)
     verifier = services.external_tokens
     if verifier is None or _names_our_key(token, services.signer.kid):
         return None  # an expired or forged token of ours is not the provider's business
@@ -90,6 +92,13 @@ async def authenticate_cookies(services: ApiServices, cookies: Mapping[str, str]
     try:
         claims = services.signer.verify(token)
     except InvalidToken:
+        return None
+    return await _our_token(services, claims)
+
+
+async def _our_token(services: ApiServices, claims: AccessClaims) -> Principal | None:
+    """The principal of a valid access token of ours, unless its login session was revoked since."""
+    if claims.session_id is not None and await services.revocations.is_revoked(claims.session_id):
         return None
     return Principal.from_user(claims.user_id, claims.role)
 

@@ -33,6 +33,7 @@ from csms.store import refresh_tokens as store
 from csms.store import users as user_store
 
 if TYPE_CHECKING:
+    from csms.services.session_revocation import SessionRevocations
     from csms.services.tokens import TokenSigner
     from csms.store.db import Conn, Database
     from csms.store.users import User
@@ -79,19 +80,22 @@ def _successor(token: str, successor_id: str) -> str:
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
 
 
-def _open(conn: Conn, user_id: str, ttl_s: int) -> tuple[str, datetime]:
-    """A new refresh token family for ``user_id`` (in the caller's transaction)."""
+def _open(conn: Conn, user_id: str, ttl_s: int) -> tuple[str, datetime, str]:
+    """A new refresh token family (a login session) for ``user_id``, in the caller's transaction:
+    the token, its expiry and the family id."""
     token = secrets.token_urlsafe(_TOKEN_BYTES)
     store.prune_expired(conn, user_id)
     family = str(uuid.uuid4())
     expires = store.insert(conn, token_id=family, family_id=family, user_id=user_id, token_sha256=digest(token),
                            ttl_s=ttl_s)
-    return token, expires
+    return token, expires, family
 
 
-def _session(signer: TokenSigner, user: User, refresh_token: str, refresh_expires: datetime) -> AuthSession:
+def _session(signer: TokenSigner, user: User, refresh_token: str, refresh_expires: datetime,
+             session_id: str) -> AuthSession:
     issued = int(time.time())
-    access = signer.issue(user.id, user.role, now=issued)
+    # The access token names its login session, so ending the session ends the token too.
+    access = signer.issue(user.id, user.role, now=issued, session_id=session_id)
     return AuthSession(user, access, datetime.fromtimestamp(issued + ACCESS_TOKEN_TTL_S, UTC), refresh_token,
                        refresh_expires)
 
@@ -110,7 +114,7 @@ async def register(db: Database, signer: TokenSigner, policy: LoginPolicy, *, ph
     phone, email, name = _validate(phone=phone, email=email, name=name, password=password)
     hashed = await passwords.hash_password(password)
 
-    def create(conn: Conn) -> tuple[User, str, datetime]:
+    def create(conn: Conn) -> tuple[User, str, datetime, str]:
         user = insert_account(conn, role="driver", phone=phone, email=email, name=name, password_hash=hashed)
         return (user, *_open(conn, user.id, policy.refresh_ttl_s))
 
@@ -151,7 +155,7 @@ async def login(db: Database, signer: TokenSigner, policy: LoginPolicy, *, phone
     # Bound to a local so the closure below sees a non-None user.
     user_id = user.id
 
-    def start(conn: Conn) -> tuple[str, datetime]:
+    def start(conn: Conn) -> tuple[str, datetime, str]:
         if rehashed is not None:
             user_store.set_password_hash(conn, user_id, rehashed)
         return _open(conn, user_id, policy.refresh_ttl_s)
@@ -159,8 +163,13 @@ async def login(db: Database, signer: TokenSigner, policy: LoginPolicy, *, phone
     return _session(signer, user, *await db.run(start))
 
 
-async def refresh(db: Database, signer: TokenSigner, policy: LoginPolicy, token: str) -> AuthSession:
+async def refresh(db: Database, signer: TokenSigner, policy: LoginPolicy, token: str,
+                  revocations: SessionRevocations | None = None) -> AuthSession:
     """Trade a refresh token for a new session (a new access token and the token's successor).
+
+    Args:
+        revocations: told when a reused token revokes its session, so the session's access tokens stop
+            working on this node at once.
 
     Raises:
         InvalidRefreshToken: unknown, expired or revoked; or reused, in which case the token's whole
@@ -178,20 +187,27 @@ async def refresh(db: Database, signer: TokenSigner, policy: LoginPolicy, token:
         return rotation, user
 
     rotation, user = await db.run(use)
+    if rotation.outcome == "reused" and rotation.family_id is not None and revocations is not None:
+        revocations.revoked(rotation.family_id)
     if rotation.outcome not in ("rotated", "replayed") or user is None:
         raise InvalidRefreshToken()
     assert rotation.successor_id is not None
     assert rotation.expires_at is not None
-    return _session(signer, user, _successor(token, rotation.successor_id), rotation.expires_at)
+    assert rotation.family_id is not None
+    return _session(signer, user, _successor(token, rotation.successor_id), rotation.expires_at,
+                    rotation.family_id)
 
 
-async def logout(db: Database, token: str) -> None:
+async def logout(db: Database, token: str, revocations: SessionRevocations | None = None) -> None:
     """Revoke the session a refresh token belongs to (its whole family). Unknown tokens are ignored.
 
-    Access tokens already issued stay valid until they expire (15 minutes at most).
+    The session's access tokens stop working too: at once on this node (``revocations``), within
+    seconds on the others (``csms.services.session_revocation``).
     """
     if token and len(token) <= MAX_REFRESH_TOKEN_CHARS:
-        await db.run(store.revoke_family_of, digest(token))
+        family = await db.run(store.revoke_family_of, digest(token))
+        if family is not None and revocations is not None:
+            revocations.revoked(family)
 
 
 async def refresh_token_user(db: Database, token: str) -> str | None:

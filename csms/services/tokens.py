@@ -40,12 +40,17 @@ def _b64(n: int) -> str:
 
 @dataclass(frozen=True)
 class AccessClaims:
-    """What a valid access token says: the user, their role, and when it expires (epoch seconds)."""
+    """What a valid access token says: the user, their role, and when it expires (epoch seconds).
+
+    ``session_id`` is the login session (refresh token family) it was issued for, so logging out
+    revokes it too (``csms.services.session_revocation``); None for tokens issued without one.
+    """
 
     user_id: str
     role: str
     expires_at: int
     token_id: str
+    session_id: str | None = None
 
 
 class TokenSigner:
@@ -91,11 +96,14 @@ class TokenSigner:
         """The public key set to publish at ``/.well-known/jwks.json``."""
         return {"keys": [{**self._jwk, "kid": self.kid, "use": "sig", "alg": ALGORITHM}]}
 
-    def issue(self, user_id: str, role: str, *, now: float | None = None, ttl_s: int = ACCESS_TOKEN_TTL_S) -> str:
-        """A signed access token for a user."""
+    def issue(self, user_id: str, role: str, *, now: float | None = None, ttl_s: int = ACCESS_TOKEN_TTL_S,
+              session_id: str | None = None) -> str:
+        """A signed access token for a user (``session_id``: the login session it belongs to, ``sid``)."""
         issued = int(time.time() if now is None else now)
         claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": user_id, "role": role, "iat": issued,
                   "exp": issued + ttl_s, "jti": uuid.uuid4().hex}
+        if session_id is not None:
+            claims["sid"] = session_id
         return jwt.encode(claims, self._private, algorithm=ALGORITHM, headers={"kid": self.kid})
 
     def verify(self, token: str) -> AccessClaims:
@@ -112,5 +120,6 @@ class TokenSigner:
                                 options={"require": ["exp", "iat", "sub", "iss", "aud"]})
         except jwt.PyJWTError as exc:
             raise InvalidToken(type(exc).__name__) from None
+        sid = claims.get("sid")
         return AccessClaims(str(claims["sub"]), str(claims.get("role", "")), int(claims["exp"]),
-                            str(claims.get("jti", "")))
+                            str(claims.get("jti", "")), str(sid) if sid is not None else None)

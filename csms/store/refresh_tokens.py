@@ -38,12 +38,14 @@ class Rotation:
         user_id: the token's user (None when invalid).
         successor_id: the id of the successor row (rotated and replayed only).
         expires_at: the successor's expiry (rotated and replayed only).
+        family_id: the token's family, i.e. its login session (all but invalid).
     """
 
     outcome: Outcome
     user_id: str | None = None
     successor_id: str | None = None
     expires_at: datetime | None = None
+    family_id: str | None = None
 
 
 def insert(conn: Conn, *, token_id: str, family_id: str, user_id: str, token_sha256: bytes, ttl_s: int) -> datetime:
@@ -93,7 +95,7 @@ def rotate(conn: Conn, token_sha256: bytes, *, successor_id: str, successor_sha2
                             token_sha256=successor_sha256, ttl_s=ttl_s)
         conn.execute("UPDATE refresh_tokens SET used_at = now(), replaced_by = %s WHERE id = %s",
                      (successor_id, token_id))
-        return Rotation("rotated", user_id, successor_id, expires_at)
+        return Rotation("rotated", user_id, successor_id, expires_at, family_id)
     if in_grace and replaced_by is not None:
         successor = conn.execute(
             """SELECT expires_at FROM refresh_tokens
@@ -101,9 +103,9 @@ def rotate(conn: Conn, token_sha256: bytes, *, successor_id: str, successor_sha2
             (replaced_by,),
         ).fetchone()
         if successor is not None:
-            return Rotation("replayed", user_id, replaced_by, successor[0])
+            return Rotation("replayed", user_id, replaced_by, successor[0], family_id)
     revoke_family(conn, family_id)
-    return Rotation("reused", user_id)
+    return Rotation("reused", user_id, family_id=family_id)
 
 
 def revoke_family(conn: Conn, family_id: str) -> None:
@@ -113,13 +115,20 @@ def revoke_family(conn: Conn, family_id: str) -> None:
 
 
 def revoke_family_of(conn: Conn, token_sha256: bytes) -> str | None:
-    """Revoke the family of the token with this hash (logout); return its user id, or None if unknown."""
-    row = conn.execute("SELECT family_id::text, user_id::text FROM refresh_tokens WHERE token_sha256 = %s",
+    """Revoke the family of the token with this hash (logout); return the family id, or None if unknown."""
+    row = conn.execute("SELECT family_id::text FROM refresh_tokens WHERE token_sha256 = %s",
                        (token_sha256,)).fetchone()
     if row is None:
         return None
     revoke_family(conn, row[0])
-    return str(row[1])
+    return str(row[0])
+
+
+def family_revoked(conn: Conn, family_id: str) -> bool:
+    """Whether the login session ``family_id`` was revoked (logout, reuse, account deletion)."""
+    row = conn.execute("SELECT EXISTS (SELECT 1 FROM refresh_tokens WHERE family_id = %s AND revoked_at IS NOT NULL)",
+                       (family_id,)).fetchone()
+    return bool(row and row[0])
 
 
 def revoke_user(conn: Conn, user_id: str) -> int:

@@ -60,6 +60,10 @@ async def serve_api(
             await serve(app, config, shutdown_trigger=stop.wait, task_status=task_status)
 
     async with trio.open_nursery() as nursery:
+        services = app.extensions.get("csms.services")
+        if services is not None:
+            # Closes open WebSockets whose login session another node revoked (session_revocation).
+            nursery.start_soon(services.revocations.sweep)
         binds: list[str] = await nursery.start(run_server)
         log.info("API listening on %s", ", ".join(binds))
         task_status.started(binds)

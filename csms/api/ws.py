@@ -84,6 +84,7 @@ class GraphQLWebSocket:
         self.principal: Principal | None = None
         self.operations: dict[str, trio.CancelScope] = {}
         self.close_code: int | None = None
+        self._session_id: str | None = None  # the login session of the access token, if any
         self._nursery: trio.Nursery | None = None
         self._headers = {k.lower(): v for k, v in websocket.headers.items()}
 
@@ -95,6 +96,13 @@ class GraphQLWebSocket:
         # deadline when the access token expires (callbacks and deadlines, not a task per socket).
         serving = trio.CancelScope()
         going_away: list[bool] = []
+        session_ended: list[bool] = []
+
+        def session_revoked() -> None:
+            session_ended.append(True)
+            serving.cancel()
+
+        unwatch: Callable[[], None] | None = None
 
         def stopping() -> None:
             going_away.append(True)
@@ -115,14 +123,20 @@ class GraphQLWebSocket:
                     await self.ws.send(proto.CONNECTION_ACK)
                     if expires_at is not None:
                         serving.deadline = trio.current_time() + max(0.0, expires_at - time.time())
+                    if self._session_id is not None:
+                        unwatch = self.services.revocations.watch(self._session_id, session_revoked)
                     await self._serve()
                 if going_away:
                     await self.close(Close.GOING_AWAY, "Server shutting down")
+                elif session_ended:
+                    await self.close(Close.FORBIDDEN, "Forbidden: the session ended")
                 elif serving.cancelled_caught:
                     await self.close(Close.FORBIDDEN, "Forbidden: the access token expired")
         finally:
             if forget is not None:
                 forget()
+            if unwatch is not None:
+                unwatch()
 
     async def close(self, code: int, reason: str = "") -> None:
         """Close the socket once with ``code`` and end every operation."""
@@ -183,9 +197,11 @@ class GraphQLWebSocket:
             return None
         token = credential.strip().partition(" ")[2].strip()
         try:
-            return float(self.services.signer.verify(token).expires_at)
+            claims = self.services.signer.verify(token)
         except InvalidToken:
             return time.time()
+        self._session_id = claims.session_id  # watched: the socket closes when the session is revoked
+        return float(claims.expires_at)
 
     async def _serve(self) -> None:
         assert self._nursery is not None

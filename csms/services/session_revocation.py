@@ -10,12 +10,18 @@ every request:
 - on other nodes, within ``recheck_s``.
 
 Tokens issued without a session (older tokens, tests) cannot be revoked this way and simply expire.
+
+Open GraphQL WebSockets authenticated with a session's token are closed when it is revoked: at once on
+this node, and by :meth:`SessionRevocations.sweep` (one query every ``recheck_s`` for the sessions of
+all open sockets) when another node revoked it.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import OrderedDict
+from itertools import count
 from typing import TYPE_CHECKING
 
 import trio
@@ -23,7 +29,11 @@ import trio
 from csms.store import refresh_tokens as store
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from csms.store.db import Database
+
+log = logging.getLogger(__name__)
 
 RECHECK_S = 5.0
 _MAX_ENTRIES = 100_000  # sessions remembered; the least recently checked are forgotten first
@@ -38,6 +48,9 @@ class SessionRevocations:
         self._max_entries = max_entries
         # session id -> (revoked, when checked); revoked sessions stay revoked, so those never expire.
         self._known: OrderedDict[str, tuple[bool, float]] = OrderedDict()
+        # session id -> what to call when it is revoked (open WebSockets), by registration number.
+        self._watchers: dict[str, dict[int, Callable[[], None]]] = {}
+        self._numbers = count()
 
     async def is_revoked(self, session_id: str) -> bool:
         """Whether the session ``session_id`` was revoked (an id that is not ours counts as revoked)."""
@@ -55,8 +68,39 @@ class SessionRevocations:
         return revoked
 
     def revoked(self, session_id: str) -> None:
-        """This node just revoked ``session_id``: its tokens stop working here at once."""
+        """``session_id`` was revoked: its tokens stop working here at once, and its open sockets close."""
         self._remember(session_id, True, trio.current_time())
+        for on_revoked in list(self._watchers.pop(session_id, {}).values()):
+            on_revoked()
+
+    def watch(self, session_id: str, on_revoked: Callable[[], None]) -> Callable[[], None]:
+        """Call ``on_revoked`` (once, synchronously) when ``session_id`` is revoked; returns the undo."""
+        number = next(self._numbers)
+        self._watchers.setdefault(session_id, {})[number] = on_revoked
+
+        def unwatch() -> None:
+            watchers = self._watchers.get(session_id)
+            if watchers is not None:
+                watchers.pop(number, None)
+                if not watchers:
+                    del self._watchers[session_id]
+
+        return unwatch
+
+    async def sweep(self) -> None:
+        """Every ``recheck_s``, find the watched sessions another node revoked, until cancelled."""
+        while True:
+            await trio.sleep(self._recheck_s)
+            watched = list(self._watchers)
+            if not watched:
+                continue
+            try:
+                revoked = await self._db.run(store.families_revoked, watched)
+            except Exception as exc:  # the database is away: try again next round
+                log.warning("checking open sockets' sessions failed: %s", type(exc).__name__)
+                continue
+            for session_id in revoked:
+                self.revoked(session_id)
 
     def _remember(self, session_id: str, revoked: bool, now: float) -> None:
         self._known[session_id] = (revoked, now)

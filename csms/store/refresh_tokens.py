@@ -124,6 +124,13 @@ def revoke_family_of(conn: Conn, token_sha256: bytes) -> str | None:
     return str(row[0])
 
 
+def families_revoked(conn: Conn, family_ids: list[str]) -> list[str]:
+    """Which of these login sessions were revoked."""
+    rows = conn.execute("""SELECT DISTINCT family_id::text FROM refresh_tokens
+                           WHERE family_id = ANY(%s::uuid[]) AND revoked_at IS NOT NULL""", (family_ids,)).fetchall()
+    return [str(row[0]) for row in rows]
+
+
 def family_revoked(conn: Conn, family_id: str) -> bool:
     """Whether the login session ``family_id`` was revoked (logout, reuse, account deletion)."""
     row = conn.execute("SELECT EXISTS (SELECT 1 FROM refresh_tokens WHERE family_id = %s AND revoked_at IS NOT NULL)",

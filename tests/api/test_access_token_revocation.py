@@ -11,9 +11,11 @@ import httpx
 import pytest
 import trio
 
+from csms.services import logins
 from csms.services.session_revocation import RECHECK_S
 from tests.api.auth_support import LOGIN, LOGOUT, ME, PASSWORD, REFRESH, post, register, start_auth_api
 from tests.api.conftest import error_codes
+from tests.api.ws_client import WsClient, start_live_api
 from tests.conftest import make_user
 
 if TYPE_CHECKING:
@@ -101,3 +103,31 @@ async def test_a_token_without_a_session_still_works_until_it_expires(client: ht
     # Tokens issued before sessions were named in them (and operator tooling) carry no sid.
     _, token = await make_user(db)
     assert await works(client, token)
+
+
+async def test_an_open_subscription_closes_when_its_session_ends(db: Database, nursery: trio.Nursery) -> None:
+    api = await start_live_api(db, nursery)
+    async with httpx.AsyncClient(base_url=api.url, timeout=10) as http:
+        session = await register(http, email="socket@example.kg")
+        async with WsClient.connect(api.ws_url) as ws:
+            await ws.init({"Authorization": f"Bearer {session['accessToken']}"})
+            await ws.subscribe("b", "subscription { balanceChanged { availableTyiyn } }")
+            assert await ws.next_data("b") == {"balanceChanged": {"availableTyiyn": 0}}
+            await post(http, LOGOUT, {"token": session["refreshToken"]})
+            assert await ws.wait_closed(timeout=2) == (4403, "Forbidden: the session ended")
+
+
+async def test_a_subscription_closes_when_another_node_ends_its_session(db: Database, nursery: trio.Nursery) -> None:
+    api = await start_live_api(db, nursery)
+    async with httpx.AsyncClient(base_url=api.url, timeout=10) as http:
+        session = await register(http, email="socket2@example.kg")
+        laptop = await login(http, "socket2@example.kg")
+        async with WsClient.connect(api.ws_url) as ws, WsClient.connect(api.ws_url) as other:
+            await ws.init({"Authorization": f"Bearer {session['accessToken']}"})
+            await other.init({"Authorization": f"Bearer {laptop['accessToken']}"})
+            # Logged out through another node: this one finds out on its next sweep.
+            await logins.logout(db, session["refreshToken"])
+            assert await ws.wait_closed(timeout=RECHECK_S + 3) == (4403, "Forbidden: the session ended")
+            # The laptop's session goes on.
+            await other.subscribe("b", "subscription { balanceChanged { availableTyiyn } }")
+            assert await other.next_data("b") == {"balanceChanged": {"availableTyiyn": 0}}
